@@ -1,0 +1,198 @@
+"""Reading and writing the released ``model.pt`` layout of the renderer DiT.
+
+The released files name the network's weights ``net.<original name>`` (q, k and v as separate matrices). This
+module maps them to this implementation's names (q, k, v fused), checks that every weight is there with the right
+shape, and loads them straight into the target dtype and device, one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cosmos_predict1.errors import UserError
+
+from .config import DiTConfig, load_config
+from .dit import DiffusionRendererDiT
+
+# This implementation's key -> the original keys it is made of (concatenated along dim 0).
+_TOP_LEVEL = {
+    "patch_embed.weight": ["x_embedder.proj.1.weight"],
+    "time_embed.linear_1.weight": ["t_embedder.1.linear_1.weight"],
+    "time_embed.linear_2.weight": ["t_embedder.1.linear_2.weight"],
+    "time_norm": ["affline_norm.weight"],
+    "context_embedding.weight": ["context_embedding.weight"],
+    "final_layer.linear.weight": ["final_layer.linear.weight"],
+    "final_layer.adaln.down.weight": ["final_layer.adaLN_modulation.1.weight"],
+    "final_layer.adaln.up.weight": ["final_layer.adaLN_modulation.2.weight"],
+}
+_PER_BLOCK = {
+    "self_attn.qkv.weight": [f"blocks.0.block.attn.to_{n}.0.weight" for n in "qkv"],
+    "self_attn.q_norm": ["blocks.0.block.attn.to_q.1.weight"],
+    "self_attn.k_norm": ["blocks.0.block.attn.to_k.1.weight"],
+    "self_attn.out.weight": ["blocks.0.block.attn.to_out.0.weight"],
+    "self_attn_adaln.down.weight": ["blocks.0.adaLN_modulation.1.weight"],
+    "self_attn_adaln.up.weight": ["blocks.0.adaLN_modulation.2.weight"],
+    "cross_attn.q.weight": ["blocks.1.block.attn.to_q.0.weight"],
+    "cross_attn.kv.weight": [f"blocks.1.block.attn.to_{n}.0.weight" for n in "kv"],
+    "cross_attn.q_norm": ["blocks.1.block.attn.to_q.1.weight"],
+    "cross_attn.k_norm": ["blocks.1.block.attn.to_k.1.weight"],
+    "cross_attn.out.weight": ["blocks.1.block.attn.to_out.0.weight"],
+    "cross_attn_adaln.down.weight": ["blocks.1.adaLN_modulation.1.weight"],
+    "cross_attn_adaln.up.weight": ["blocks.1.adaLN_modulation.2.weight"],
+    "mlp.fc1.weight": ["blocks.2.block.layer1.weight"],
+    "mlp.fc2.weight": ["blocks.2.block.layer2.weight"],
+    "mlp_adaln.down.weight": ["blocks.2.adaLN_modulation.1.weight"],
+    "mlp_adaln.up.weight": ["blocks.2.adaLN_modulation.2.weight"],
+}
+# Network entries of the original that carry no weights of this implementation (recomputed or unused).
+_IGNORED = re.compile(r"(^|\.)_extra_state$|^pos_embedder\.|^extra_pos_embedder\.")
+
+
+def released_names(key: str) -> list[str]:
+    """The original (``net.``-less) names of the tensors that make up this implementation's ``key``."""
+    match = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
+    if match:
+        return [f"blocks.block{match[1]}.{name}" for name in _PER_BLOCK[match[2]]]
+    return list(_TOP_LEVEL[key])
+
+
+def to_released_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This implementation's state dict in the released layout (``net.`` prefix, q/k/v split)."""
+    released: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        names = released_names(key)
+        for name, part in zip(names, tensor.chunk(len(names), dim=0)):
+            released[f"net.{name}"] = part.clone()
+    return released
+
+
+def _read_checkpoint(path: Path, allow_pickle: bool) -> Any:
+    """``torch.load`` memory-mapped where possible; full unpickling only with ``allow_pickle``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" in str(err):  # legacy (non-zip) serialisation cannot be memory-mapped
+            return _read_checkpoint_without_mmap(path, allow_pickle)
+        raise _corrupt(path, err) from err
+    except pickle.UnpicklingError as err:
+        if not allow_pickle:
+            raise UserError(
+                f"{path}: holds Python objects beyond tensors, so loading it safely (weights_only) failed; "
+                "if you trust the file, rerun with --allow_unsafe_checkpoint (unpickling can run arbitrary code)."
+            ) from err
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise _corrupt(path, err) from err
+
+
+def _read_checkpoint_without_mmap(path: Path, allow_pickle: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as err:  # any failure here means an unreadable file
+        raise _corrupt(path, err) from err
+
+
+def _corrupt(path: Path, err: BaseException) -> UserError:
+    from cosmos_predict1.checkpoints import download_command
+
+    return UserError(
+        f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}); the file is corrupt or "
+        f"incomplete: download it again ({download_command(str(path.parent.parent))})."
+    )
+
+
+def network_state_dict(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
+    """The network's tensors under original names without ``net.``, from any layout the original accepts.
+
+    Layouts: ``{"model": sd}``, ``{"ema": sd}`` (EMA keys with '-' for '.'), or ``sd`` itself; keys with or
+    without the ``net.`` prefix (with it, entries outside ``net.`` such as ``logvar.*`` are ignored).
+    """
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        checkpoint = checkpoint["model"]
+    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("ema"), dict):
+        checkpoint = {key.replace("-", "."): value for key, value in checkpoint["ema"].items()}
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{source}: not a state dict (found {type(checkpoint).__name__}).")
+    prefixed = any(key.startswith("net.") for key in checkpoint)
+    state = {}
+    for key, value in checkpoint.items():
+        if prefixed:
+            if not key.startswith("net."):
+                continue
+            key = key[len("net.") :]
+        elif key.startswith("logvar."):
+            continue
+        if _IGNORED.search(key) or not isinstance(value, torch.Tensor):
+            continue
+        state[key] = value
+    return state
+
+
+def load_network_weights(
+    model: DiffusionRendererDiT,
+    released: dict[str, torch.Tensor],
+    source: str,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> None:
+    """Fill ``model`` (possibly on the meta device) from released-name tensors; strict, one tensor at a time."""
+    targets = model.state_dict()
+    missing, mismatched, used = [], [], set()
+    weights: dict[str, torch.Tensor] = {}
+    for key, target in targets.items():
+        names = released_names(key)
+        if any(name not in released for name in names):
+            missing.extend(name for name in names if name not in released)
+            continue
+        parts = [released[name] for name in names]
+        used.update(names)
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        if tensor.shape != target.shape:
+            mismatched.append(f"{'+'.join(names)} {list(tensor.shape)} (expected {list(target.shape)})")
+            continue
+        weights[key] = tensor.to(device=device, dtype=dtype)
+    unexpected = sorted(set(released) - used)
+    if missing or mismatched or unexpected:
+        problems = []
+        for label, items in (("missing", missing), ("wrong shape", mismatched), ("unexpected", unexpected)):
+            if items:
+                problems.append(f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}")
+        raise UserError(
+            f"{source}: does not match the network configuration ({'; '.join(problems)}). Is it the right "
+            "model (inverse vs forward), and does config.json describe it?"
+        )
+    model.load_state_dict(weights, assign=True)
+
+
+def build_network(
+    model_dir: Path,
+    base: DiTConfig,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    allow_pickle: bool = False,
+) -> DiffusionRendererDiT:
+    """The DiT of ``model_dir`` (``model.pt`` + optional ``config.json``) in ``dtype`` on ``device``, eval mode.
+
+    The network is created on the meta device and its weights are assigned straight from the (memory-mapped)
+    checkpoint, so no random 7B weights are ever allocated.
+    """
+    model_dir = Path(model_dir)
+    config = load_config(model_dir, base)
+    path = model_dir / "model.pt"
+    if not path.is_file():
+        from cosmos_predict1.checkpoints import download_command
+
+        raise UserError(f"{path}: missing; download the weights with: {download_command(str(model_dir.parent))}")
+    released = network_state_dict(_read_checkpoint(path, allow_pickle), str(path))
+    with torch.device("meta"):
+        model = DiffusionRendererDiT(config)
+    load_network_weights(model, released, str(path), device=device, dtype=dtype)
+    return model.eval().requires_grad_(False)
