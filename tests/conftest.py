@@ -41,3 +41,34 @@ def max_relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """max|out - ref| / max|ref| in float64."""
     out, ref = out.double(), ref.double()
     return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tokenizer conversion cache of the test run out of the user's cache folder."""
+    os.environ["COSMOS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def fixture_tokenizer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture tokenizer as a released-layout folder (TorchScript pair + statistics files)."""
+    from cosmos_predict1.diffusion.tokenizer import export_jit_pair
+
+    source = FIXTURES / "tokenizer"
+    if not source.is_dir():
+        pytest.skip(f"no fixture family {source}")
+    folder = tmp_path_factory.mktemp("tokenizer")
+    export_jit_pair((load_pt(source / "encoder_state_dict.pt"), load_pt(source / "decoder_state_dict.pt")), folder)
+    for name in ("mean_std.pt", "image_mean_std.pt"):
+        (folder / name).write_bytes((source / "Cosmos-Tokenize1-CV8x8x8-720p" / name).read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random-weight checkpoints in the released layout (scripts/make_tiny_checkpoints.py)."""
+    from cosmos_predict1.tiny_checkpoints import write_tiny_checkpoints
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    write_tiny_checkpoints(folder)
+    return folder

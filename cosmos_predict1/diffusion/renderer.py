@@ -1,0 +1,256 @@
+"""The two renderers: condition latents → batched EDM sampling → decoded videos.
+
+Inverse: one RGB clip → G-buffer videos; all requested passes of a clip are sampled together in one batch, each
+with its own context row, from one encoding of the clip. Forward: G-buffer videos + lighting → relit videos; the
+G-buffers are encoded once per clip and every requested lighting is sampled in the same batch.
+
+Videos are ``[1, 3, T, H, W]`` in [−1, 1]; latents ``[B, 16, T', H/8, W/8]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import sampler
+from .networks import DiffusionRendererDiT
+
+# Row of the inverse network's context embedding for each G-buffer.
+GBUFFER_INDEX = {
+    "basecolor": 0,
+    "metallic": 1,
+    "roughness": 2,
+    "normal": 3,
+    "depth": 4,
+    "diffuse_albedo": 5,
+    "specular_albedo": 6,
+}
+INVERSE_DEFAULT_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
+# Order of the forward network's condition blocks (16 latent channels + 1 mask channel each).
+FORWARD_GBUFFER_KEYS = ("basecolor", "normal", "metallic", "roughness", "depth")
+LIGHTING_KEYS = ("env_ldr", "env_log", "env_nrm")
+MODEL_FPS = 24.0  # the frame rate the renderers condition on, whatever the output video's --fps
+
+StepCallback = Callable[[int, torch.Tensor], None]
+
+
+def work_item_noise(shape: Sequence[int], seed: int, *item: object) -> torch.Tensor:
+    """Unit Gaussian noise, float32 on CPU, determined only by ``seed`` and the work item's identity.
+
+    The item is e.g. (clip name, chunk index, pass name): the same item gets the same noise whatever else is
+    requested in the run and in whatever order items are processed.
+    """
+    key = "\x1f".join(str(part) for part in (seed, *item)).encode()
+    generator = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1)
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
+
+
+def normalize_normals(video: torch.Tensor) -> torch.Tensor:
+    """Blend normal vectors towards unit length: unchanged below norm 0.2, unit above 0.4. ``[..., 3, T, H, W]``."""
+    norm = video.norm(dim=-4, keepdim=True)
+    unit = video / norm.clamp_min(1e-12)
+    blend = ((norm - 0.2) / 0.2).clamp(0, 1)
+    return unit * blend + video * (1 - blend)
+
+
+@dataclass
+class SamplingOptions:
+    """How each output is sampled: number of Euler steps, guidance weight g (F_c + g·(F_c − F_u)), batch limit."""
+
+    num_steps: int = 15
+    guidance: float = 0.0
+    max_batch: int = 8
+
+
+class Renderer:
+    """Shared machinery: device placement (with optional offloading), batched sampling and decoding."""
+
+    def __init__(
+        self,
+        network: DiffusionRendererDiT,
+        tokenizer: nn.Module,
+        *,
+        device: torch.device | str,
+        options: SamplingOptions | None = None,
+        offload_network: bool = False,
+        offload_tokenizer: bool = False,
+    ) -> None:
+        self.network, self.tokenizer = network, tokenizer
+        self.device = torch.device(device)
+        self.dtype = network.dtype
+        self.options = options or SamplingOptions()
+        self._offloaded = {id(network): offload_network, id(tokenizer): offload_tokenizer}
+        for module in (network, tokenizer):
+            module.to("cpu" if self._offloaded[id(module)] else self.device)
+
+    @contextlib.contextmanager
+    def _using(self, module: nn.Module) -> Iterator[nn.Module]:
+        """``module`` on the compute device for the duration; back on the CPU after if it is offloaded."""
+        if not self._offloaded[id(module)]:
+            yield module
+            return
+        module.to(self.device)
+        try:
+            yield module
+        finally:
+            module.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, T, H, W]`` in [−1, 1] → model latent ``[B, 16, T', H/8, W/8]`` in the model dtype."""
+        with self._using(self.tokenizer) as tokenizer, torch.no_grad():
+            return tokenizer.encode(video.to(device=self.device, dtype=self.dtype))
+
+    def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` (float32, not clamped), one at a time."""
+        with self._using(self.tokenizer) as tokenizer, torch.no_grad():
+            return [tokenizer.decode(latent[None]).float() for latent in latents]
+
+    def sample(
+        self,
+        latent_condition: torch.Tensor,
+        noise: torch.Tensor,
+        context_index: torch.Tensor | None = None,
+        on_step: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """Sample B latents at once: condition ``[B, C, T', h, w]``, unit noise ``[B, 16, T', h, w]``.
+
+        With guidance g > 0 the unconditional prediction (condition set to zero) runs in the same batch.
+        """
+        guidance = self.options.guidance
+        condition = latent_condition.to(device=self.device, dtype=self.dtype)
+        index = None if context_index is None else context_index.to(self.device)
+        if guidance > 0:
+            condition = torch.cat([condition, torch.zeros_like(condition)])
+            index = None if index is None else torch.cat([index, index])
+
+        def denoise(x_scaled: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+            x_in = torch.cat([x_scaled, x_scaled]) if guidance > 0 else x_scaled
+            out = network(x_in, c_noise, condition, fps=MODEL_FPS, context_index=index)
+            if guidance > 0:
+                conditional, unconditional = out.chunk(2)
+                return conditional + guidance * (conditional - unconditional)
+            return out
+
+        with self._using(self.network) as network, torch.no_grad():
+            return sampler.sample(
+                denoise, noise.to(self.device), self.options.num_steps, dtype=self.dtype, on_step=on_step
+            )
+
+    def batches(self, count: int) -> list[range]:
+        """Index ranges of at most ``max_batch`` items (halved again under guidance, which doubles the batch)."""
+        size = max(1, self.options.max_batch // (2 if self.options.guidance > 0 else 1))
+        return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+class InverseRenderer(Renderer):
+    """RGB video → G-buffer videos."""
+
+    def render(
+        self,
+        video: torch.Tensor,
+        passes: Sequence[str],
+        noises: Sequence[torch.Tensor],
+        *,
+        normalize_normal: bool = False,
+        on_step: StepCallback | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """G-buffers of one clip.
+
+        Args:
+            video: ``[1, 3, T, H, W]`` RGB in [−1, 1].
+            passes: names from ``GBUFFER_INDEX``.
+            noises: one unit-noise latent ``[1, 16, T', H/8, W/8]`` per pass.
+            normalize_normal: renormalise the decoded normal vectors (see ``normalize_normals``).
+
+        Returns:
+            pass name → decoded video ``[1, 3, T, H, W]`` float32 in about [−1, 1].
+        """
+        condition = self.encode(video)
+        outputs: dict[str, torch.Tensor] = {}
+        for batch in self.batches(len(passes)):
+            names = [passes[i] for i in batch]
+            index = torch.tensor([GBUFFER_INDEX[name] for name in names])
+            latents = self.sample(
+                condition.expand(len(names), -1, -1, -1, -1),
+                torch.cat([noises[i] for i in batch]),
+                context_index=index,
+                on_step=on_step,
+            )
+            for name, decoded in zip(names, self.decode(latents)):
+                outputs[name] = normalize_normals(decoded) if name == "normal" and normalize_normal else decoded
+        return outputs
+
+
+def _condition_block(latent: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Latent + mask channel ``[1, 17, T', h, w]``: ones for a present input, all zeros for an absent one."""
+    if latent is None:
+        return like.new_zeros(like.shape[0], like.shape[1] + 1, *like.shape[2:])
+    return torch.cat([latent, torch.ones_like(latent[:, :1])], dim=1)
+
+
+class ForwardRenderer(Renderer):
+    """G-buffer videos + environment lighting → relit RGB videos."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._direction_latents: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def encode_gbuffers(self, gbuffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The G-buffer part of the condition, ``[1, 5·17, T', h, w]``; absent passes give zero blocks.
+
+        ``gbuffers``: pass name → ``[1, 3, T, H, W]`` in [−1, 1]; at least one of the five passes.
+        """
+        present = {name: self.encode(video) for name, video in gbuffers.items() if name in FORWARD_GBUFFER_KEYS}
+        if not present:
+            raise ValueError("the forward renderer needs at least one G-buffer pass")
+        like = next(iter(present.values()))
+        return torch.cat([_condition_block(present.get(name), like) for name in FORWARD_GBUFFER_KEYS], dim=1)
+
+    def encode_lighting(self, lighting: dict[str, torch.Tensor] | None, gbuffer_condition: torch.Tensor) -> torch.Tensor:
+        """The lighting part ``[1, 3·17, T', h, w]`` from env_ldr/env_log/env_nrm; None = no lighting (zeros).
+
+        env_nrm (the per-pixel direction map) depends only on the frame size, so its latent is encoded once.
+        """
+        like = gbuffer_condition[:, : gbuffer_condition.shape[1] // len(FORWARD_GBUFFER_KEYS) - 1]
+        if lighting is None:
+            return torch.cat([_condition_block(None, like)] * len(LIGHTING_KEYS), dim=1)
+        directions = lighting["env_nrm"]
+        if tuple(directions.shape) not in self._direction_latents:
+            self._direction_latents[tuple(directions.shape)] = self.encode(directions)
+        latents = [self.encode(lighting["env_ldr"]), self.encode(lighting["env_log"])]
+        latents.append(self._direction_latents[tuple(directions.shape)])
+        return torch.cat([_condition_block(latent, like) for latent in latents], dim=1)
+
+    def render(
+        self,
+        gbuffer_condition: torch.Tensor,
+        lighting_conditions: Sequence[torch.Tensor],
+        noises: Sequence[torch.Tensor],
+        *,
+        on_step: StepCallback | None = None,
+    ) -> list[torch.Tensor]:
+        """Relit videos of one clip, one per lighting.
+
+        Args:
+            gbuffer_condition: ``encode_gbuffers(...)`` of the clip.
+            lighting_conditions: ``encode_lighting(...)`` per output.
+            noises: one unit-noise latent ``[1, 16, T', h, w]`` per output.
+
+        Returns:
+            decoded videos ``[1, 3, T, H, W]`` float32, in the order of ``lighting_conditions``.
+        """
+        outputs: list[torch.Tensor] = []
+        for batch in self.batches(len(lighting_conditions)):
+            condition = torch.cat(
+                [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
+            )
+            latents = self.sample(condition, torch.cat([noises[i] for i in batch]), on_step=on_step)
+            outputs.extend(self.decode(latents))
+        return outputs

@@ -1,0 +1,34 @@
+"""Write tiny random-weight checkpoints in the released folder layout (seconds, any CPU).
+
+    python scripts/make_tiny_checkpoints.py --checkpoint_dir checkpoints_tiny
+    python cosmos_predict1/diffusion/inference/inference_inverse_renderer.py --checkpoint_dir checkpoints_tiny \
+        --device cpu --height 64 --width 96 --num_video_frames 1 --group_mode webdataset \
+        --dataset_path asset/examples/image_examples --video_save_folder outputs/tiny_inverse
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import cosmos_predict1  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cosmos_predict1.tiny_checkpoints import write_tiny_checkpoints
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint_dir", type=Path, required=True, help="Folder to write the checkpoints into.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
+    args = parser.parse_args(argv)
+    write_tiny_checkpoints(args.checkpoint_dir, args.seed)
+    print(f"Wrote tiny checkpoints to {args.checkpoint_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
