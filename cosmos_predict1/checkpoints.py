@@ -1,9 +1,16 @@
 """Where the released weights live: folder names, Hugging Face repositories and the published MD5 sums.
 
-This is the one place that names the repositories, so a move of the organisation is a one-line change.
+This is the one place that names the repositories, so a move of the organisation is a one-line change. It also
+holds the checks (required files, streaming MD5) and the download used by
+``scripts/download_diffusion_renderer_checkpoints.py``, and ``require_files`` for the model loaders.
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from cosmos_predict1.errors import UserError
 
 INVERSE_MODEL = "Diffusion_Renderer_Inverse_Cosmos_7B"
 FORWARD_MODEL = "Diffusion_Renderer_Forward_Cosmos_7B"
@@ -24,9 +31,169 @@ MD5: dict[str, str] = {
     f"{TOKENIZER}/image_mean_std.pt": "9f19fd3312fc1198e4905ada02e68bce",
 }
 
+# Files the renderer reads from each folder; a folder is complete when all are present (and match MD5 where listed).
+REQUIRED_FILES: dict[str, tuple[str, ...]] = {
+    INVERSE_MODEL: ("model.pt",),
+    FORWARD_MODEL: ("model.pt",),
+    TOKENIZER: ("encoder.jit", "decoder.jit", "mean_std.pt", "image_mean_std.pt"),
+}
+
+# What is fetched from each repository: the original's patterns for the renderers; for the tokenizer only what the
+# renderer reads (the repository also holds a 226 MB autoencoder.jit that is never used).
+_RENDERER_PATTERNS = [
+    "README.md", "model.pt", "mean_std.pt", "image_mean_std.pt", "config.json", "*.jit", "guardrail/*"
+]
+ALLOW_PATTERNS: dict[str, list[str]] = {
+    INVERSE_MODEL: _RENDERER_PATTERNS,
+    FORWARD_MODEL: _RENDERER_PATTERNS,
+    TOKENIZER: [*REQUIRED_FILES[TOKENIZER], "config.json", "README.md"],
+}
+
 DOWNLOAD_SCRIPT = "scripts/download_diffusion_renderer_checkpoints.py"
+LOGIN_HINT = "log in with `hf auth login` (or `huggingface-cli login`) using a token with read access"
+_MD5_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def download_command(checkpoint_dir: str = "checkpoints") -> str:
     """The shell command that fetches every released file into ``checkpoint_dir``."""
     return f"python {DOWNLOAD_SCRIPT} --checkpoint_dir {checkpoint_dir}"
+
+
+def require_files(checkpoint_dir: str | Path, folder: str, files: list[str] | tuple[str, ...]) -> Path:
+    """``<checkpoint_dir>/<folder>`` after checking that each of ``files`` exists in it.
+
+    Raises ``UserError`` naming the first missing file and the command that downloads it.
+    """
+    model_dir = Path(checkpoint_dir) / folder
+    for name in files:
+        if not (model_dir / name).is_file():
+            raise UserError(
+                f"Missing checkpoint file {model_dir / name}; download the weights with: "
+                f"{download_command(str(checkpoint_dir))}"
+            )
+    return model_dir
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex MD5 of a file, read in 16 MiB chunks so multi-GB checkpoints never sit in memory whole."""
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_MD5_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expected_md5(folder: str) -> dict[str, str]:
+    """File name -> published MD5 for the files of ``folder`` that have one."""
+    prefix = f"{folder}/"
+    return {key.removeprefix(prefix): md5 for key, md5 in MD5.items() if key.startswith(prefix)}
+
+
+def check_model(checkpoint_dir: str | Path, folder: str, verbose: bool = False) -> tuple[list[Path], list[Path]]:
+    """The (missing, mismatched) files of ``<checkpoint_dir>/<folder>``; both empty when the model is complete.
+
+    Missing: a required file or a file with a published MD5 that does not exist. Mismatched: a file whose MD5
+    differs from the published one. With ``verbose`` every check and every problem is printed (an MD5 check of a
+    multi-GB file takes a while).
+    """
+    model_dir = Path(checkpoint_dir) / folder
+    checksums = expected_md5(folder)
+    missing, mismatched = [], []
+    for name in dict.fromkeys([*REQUIRED_FILES[folder], *checksums]):
+        path = model_dir / name
+        if not path.is_file():
+            missing.append(path)
+            if verbose:
+                print(f"Checkpoint {path} does not exist.")
+            continue
+        if name not in checksums:
+            continue
+        if verbose:
+            print(f"Verifying checkpoint {path}...", flush=True)
+        actual = file_md5(path)
+        if actual != checksums[name]:
+            mismatched.append(path)
+            if verbose:
+                print(f"MD5 checksum of checkpoint {path} does not match (got {actual}, expected {checksums[name]}).")
+    return missing, mismatched
+
+
+def repository_id(folder: str, hf_org: str | None = None) -> str:
+    """The repository of ``folder``; ``hf_org`` replaces the organisation of the two renderer models only."""
+    if hf_org is None or folder == TOKENIZER:
+        return REPOSITORIES[folder]
+    return f"{hf_org}/{folder}"
+
+
+def download_model(checkpoint_dir: str | Path, folder: str, hf_org: str | None = None, force: bool = False) -> None:
+    """Make ``<checkpoint_dir>/<folder>`` complete, downloading from Hugging Face only when it is not.
+
+    A file whose MD5 differs from the published one is deleted first so that it is fetched again; ``force``
+    re-downloads every file. The result is verified afterwards. Every failure (hub unreachable, gated repository,
+    missing or invalid token, checksum mismatch after the download) is raised as a one-line ``UserError``.
+    """
+    model_dir = Path(checkpoint_dir) / folder
+    if not force:
+        missing, mismatched = check_model(checkpoint_dir, folder, verbose=True)
+        if not missing and not mismatched:
+            print(f"Model checkpoints for {folder} exist with matched MD5 checksums.")
+            return
+        for path in mismatched:
+            print(f"Deleting {path} to download it again.")
+            path.unlink()
+    repo_id = repository_id(folder, hf_org)
+    print(f"Downloading {repo_id} to {model_dir}...", flush=True)
+    _snapshot_download(repo_id, model_dir, ALLOW_PATTERNS[folder], force)
+    missing, mismatched = check_model(checkpoint_dir, folder, verbose=True)
+    if missing:
+        raise UserError(f"Download of {repo_id} finished without {missing[0]}, a file the renderer needs.")
+    if mismatched:
+        raise UserError(
+            f"MD5 checksum of {mismatched[0]} does not match the published one after downloading {repo_id}; "
+            f"run the command again to fetch it anew (if this persists, the file changed upstream)."
+        )
+    print(f"Model checkpoints for {folder} downloaded and verified.")
+
+
+def _snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str], force: bool) -> None:
+    """``huggingface_hub.snapshot_download`` with its failures turned into one-line ``UserError``s."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    # Errors of the hub's HTTP client: OSErrors with requests (huggingface_hub < 1.0), errors.HTTPError with httpx.
+    client_errors = (OSError, getattr(huggingface_hub.errors, "HTTPError", OSError))
+    url = f"https://huggingface.co/{repo_id}"
+    try:
+        huggingface_hub.snapshot_download(
+            repo_id, local_dir=str(local_dir), allow_patterns=allow_patterns, force_download=force
+        )
+    except GatedRepoError as err:
+        raise UserError(f"{repo_id} is gated: accept its terms on {url}, then {LOGIN_HINT}.") from err
+    except RepositoryNotFoundError as err:
+        raise UserError(
+            f"{repo_id} was not found or your token may not read it (HTTP {_status(err)}): {LOGIN_HINT}; "
+            f"if the weights moved, pass --hf_org with the new organisation."
+        ) from err
+    except LocalEntryNotFoundError as err:
+        if constants.HF_HUB_OFFLINE:
+            raise UserError(f"Cannot download {repo_id}: HF_HUB_OFFLINE is set; unset it to download.") from err
+        raise UserError(f"Cannot reach the Hugging Face hub to download {repo_id}: check the connection.") from err
+    except HfHubHTTPError as err:
+        if _status(err) in ("401", "403"):
+            raise UserError(f"The hub refused access to {repo_id} (HTTP {_status(err)}): {LOGIN_HINT}.") from err
+        raise UserError(f"Download of {repo_id} failed: {_first_line(err)}") from err
+    except client_errors as err:  # a dropped connection, a full disk, a read-only folder
+        raise UserError(f"Download of {repo_id} to {local_dir} failed: {_first_line(err)}") from err
+
+
+def _status(err: Exception) -> str:
+    """The HTTP status of a hub error, or '?' when it has none."""
+    response = getattr(err, "response", None)
+    return str(getattr(response, "status_code", "?"))
+
+
+def _first_line(err: Exception) -> str:
+    """The first non-empty line of an exception's message, prefixed with its type."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else 'no details'}"

@@ -1,0 +1,91 @@
+"""Download the DiffusionRenderer weights from Hugging Face into --checkpoint_dir and verify them.
+
+Layout written (about 56 GB in all):
+
+    <checkpoint_dir>/Diffusion_Renderer_Inverse_Cosmos_7B/model.pt   (+ README.md, config.json when published)
+    <checkpoint_dir>/Diffusion_Renderer_Forward_Cosmos_7B/model.pt
+    <checkpoint_dir>/Cosmos-Tokenize1-CV8x8x8-720p/{encoder.jit, decoder.jit, mean_std.pt, image_mean_std.pt}
+
+A model whose files are all present with the published MD5 sums is skipped. Log in first (`hf auth login` or
+`huggingface-cli login`) with a token that has read access, after accepting the models' terms on their pages.
+
+Differences from the original script: MD5 sums are computed in chunks, files are verified again after the
+download, only the files the renderer reads are fetched from the tokenizer repository, --model, --hf_org,
+--force and --verify_only exist, and failures end with one line and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cosmos_predict1.checkpoints import (
+    FORWARD_MODEL,
+    INVERSE_MODEL,
+    TOKENIZER,
+    check_model,
+    download_command,
+    download_model,
+)
+from cosmos_predict1.errors import UserError
+
+MODELS: dict[str, list[str]] = {
+    "inverse": [INVERSE_MODEL],
+    "forward": [FORWARD_MODEL],
+    "tokenizer": [TOKENIZER],
+    "all": [INVERSE_MODEL, FORWARD_MODEL, TOKENIZER],
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--checkpoint_dir", default="checkpoints", help="Folder that receives the model folders (default: checkpoints)."
+    )
+    parser.add_argument("--model", choices=list(MODELS), default="all", help="Which weights to fetch (default: all).")
+    parser.add_argument(
+        "--hf_org",
+        default=None,
+        help="Hugging Face organisation of the two renderer models (default: the one in cosmos_predict1/checkpoints.py"
+        "; 'nvidia' is the other known host). The tokenizer always comes from nvidia.",
+    )
+    parser.add_argument("--force", action="store_true", help="Download every file again, even when it verifies.")
+    parser.add_argument(
+        "--verify_only", action="store_true", help="Only check the files already there, offline (exit code 2 if not)."
+    )
+    return parser.parse_args(argv)
+
+
+def verify(checkpoint_dir: str, folders: list[str]) -> None:
+    """Check every folder; raise ``UserError`` naming the folders that are incomplete."""
+    incomplete = [folder for folder in folders if any(check_model(checkpoint_dir, folder, verbose=True))]
+    if incomplete:
+        names = ", ".join(incomplete)
+        raise UserError(f"Incomplete checkpoints in {checkpoint_dir}: {names}; run {download_command(checkpoint_dir)}")
+    print(f"All checkpoints in {checkpoint_dir} are complete with matched MD5 checksums.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Download (or only verify) the selected models; 0 on success, 2 with a one-line message on failure."""
+    args = parse_args(argv)
+    folders = MODELS[args.model]
+    try:
+        if args.verify_only:
+            verify(args.checkpoint_dir, folders)
+            return 0
+        for folder in folders:
+            download_model(args.checkpoint_dir, folder, hf_org=args.hf_org, force=args.force)
+    except UserError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

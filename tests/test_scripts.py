@@ -1,0 +1,372 @@
+"""The helper scripts: frame extraction, checkpoint download/verification (offline), example assets."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import huggingface_hub
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+from cosmos_predict1 import checkpoints
+from cosmos_predict1.checkpoints import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
+from cosmos_predict1.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO_ROOT / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class body runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python scripts/<name>.py args`` from the repository root, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+extract = load_script("dataproc_extract_frames_from_video")
+
+
+# ----------------------------------------------------------------------------------------------- frame extraction
+
+LEVEL_STEP = 3
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """Lossless (in YUV) H.264 of uint8 RGB frames."""
+    height, width = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (width, height), fps=fps, codec="libx264", quality=None, macro_block_size=1,
+        output_params=["-crf", "0"],
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def grey_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with clip.MP4: 60 frames at 30 fps, frame i a flat grey of level 10 + 3 i."""
+    folder = tmp_path_factory.mktemp("videos")
+    frames = [np.full((48, 64, 3), 10 + LEVEL_STEP * i, np.uint8) for i in range(60)]
+    write_video(folder / "clip.MP4", frames, fps=30)
+    return folder
+
+
+def source_frames(folder: Path) -> list[int]:
+    """The source frame index encoded in the grey level of every extracted frame, in order."""
+    files = sorted(folder.glob("frame_*.jpg"))
+    assert [f.name for f in files] == [f"frame_{k:05d}.jpg" for k in range(len(files))]
+    return [round((cv2.imread(str(f)).mean() - 10) / LEVEL_STEP) for f in files]
+
+
+def test_without_frame_rate_every_frame_is_kept(grey_video: Path, tmp_path: Path, capsys) -> None:
+    assert extract.main(["--input_folder", str(grey_video), "--output_folder", str(tmp_path)]) == 0
+    assert source_frames(tmp_path / "clip") == list(range(60))
+    assert f"Frames extracted from {grey_video / 'clip.MP4'}. Total frames saved: 60" in capsys.readouterr().out
+
+
+def test_frame_rate_resamples_by_nearest_timing(grey_video: Path, tmp_path: Path) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--frame_rate", "24"]
+    assert extract.main(args) == 0
+    expected = [int(np.floor(k * 30 / 24 + 0.5)) for k in range(48)]  # 2 s at 24 fps
+    assert source_frames(tmp_path / "clip") == expected
+    assert expected[:6] == [0, 1, 3, 4, 5, 6]
+
+
+def test_source_indices_upsampling_repeats_frames() -> None:
+    assert list(itertools.islice(extract.source_indices(24, 48), 6)) == [0, 1, 1, 2, 2, 3]
+    assert list(itertools.islice(extract.source_indices(30, None), 4)) == [0, 1, 2, 3]
+
+
+def test_max_frames_and_stale_frames(grey_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip"
+    out.mkdir()
+    (out / "frame_00099.jpg").write_bytes(b"stale")
+    (out / "notes.txt").write_text("kept")
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--max_frames=5"]
+    assert extract.main(args) == 0
+    assert source_frames(out) == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{k:05d}.jpg" for k in range(5)] + ["notes.txt"]
+
+
+def test_resize_stretch_and_crop(tmp_path: Path) -> None:
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, 8:56] = 200  # black 8-pixel bars left and right
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "bars.mp4", [frame] * 3, fps=24)
+    common = ["--input_folder", str(videos), "--resize", "24X24"]
+    assert extract.main([*common, "--output_folder", str(tmp_path / "stretch")]) == 0
+    assert extract.main([*common, "--output_folder", str(tmp_path / "crop"), "--resize_mode", "crop"]) == 0
+    stretched = cv2.imread(str(tmp_path / "stretch" / "bars" / "frame_00000.jpg"))
+    cropped = cv2.imread(str(tmp_path / "crop" / "bars" / "frame_00000.jpg"))
+    assert stretched.shape == cropped.shape == (24, 24, 3)
+    assert stretched[:, 0].mean() < 60  # the bars survive a stretch
+    assert cropped.min() > 150  # scale to 32x24, keep the middle 24 columns: the 4-pixel bars are cut away
+
+
+def test_find_videos_is_case_insensitive_and_sorted(tmp_path: Path) -> None:
+    for name in ["b.mp4", "a.MOV", "c.txt", "d.WebM", "e.mkv", "f.avi"]:
+        (tmp_path / name).touch()
+    assert [p.name for p in extract.find_videos(tmp_path)] == ["a.MOV", "b.mp4", "d.WebM", "e.mkv", "f.avi"]
+
+
+@pytest.mark.parametrize("bad", ["--frame_rate=0", "--frame_rate=-24", "--max_frames=0", "--resize=1280"])
+def test_invalid_options_are_rejected(bad: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        extract.parse_args(["--input_folder", str(tmp_path), "--output_folder", str(tmp_path), bad])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unreadable_video_is_reported_and_skipped(grey_video: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_text("not a video")
+    (videos / "good.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    result = run_script(
+        "dataproc_extract_frames_from_video", "--input_folder", str(videos), "--output_folder", str(tmp_path / "out")
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"Error: could not read video {videos / 'broken.mp4'}")
+    assert not (tmp_path / "out" / "broken").exists()
+    assert len(list((tmp_path / "out" / "good").glob("frame_*.jpg"))) == 60
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+CONTENT = {
+    INVERSE_MODEL: {"model.pt": b"inverse weights"},
+    FORWARD_MODEL: {"model.pt": b"forward weights"},
+    TOKENIZER: {
+        "encoder.jit": b"encoder",
+        "decoder.jit": b"decoder",
+        "mean_std.pt": b"video statistics",
+        "image_mean_std.pt": b"image statistics",
+    },
+}
+download = load_script("download_diffusion_renderer_checkpoints")
+
+
+@pytest.fixture
+def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[str]]]:
+    """Published MD5 sums of CONTENT instead of the real ones; the hub replaced by a recorder that writes CONTENT.
+
+    Returns the list of (repo_id, local_dir, allow_patterns) of every download.
+    """
+    md5 = {
+        f"{folder}/{name}": hashlib.md5(CONTENT[folder][name]).hexdigest()
+        for folder, name in [(INVERSE_MODEL, "model.pt"), (FORWARD_MODEL, "model.pt"),
+                             (TOKENIZER, "mean_std.pt"), (TOKENIZER, "image_mean_std.pt")]
+    }
+    monkeypatch.setattr(checkpoints, "MD5", md5)
+    calls: list[tuple[str, str, list[str]]] = []
+
+    def snapshot_download(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
+        calls.append((repo_id, local_dir, allow_patterns))
+        folder = repo_id.split("/")[1]
+        for name, data in CONTENT[folder].items():
+            if force_download or not (Path(local_dir) / name).exists():  # like the hub: existing files stay
+                write_files(Path(local_dir).parent, folder, {name: data})
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls
+
+
+def write_files(checkpoint_dir: Path, folder: str, files: dict[str, bytes]) -> None:
+    (checkpoint_dir / folder).mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (checkpoint_dir / folder / name).write_bytes(data)
+
+
+def test_file_md5_streams_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = bytes(range(256)) * 1000
+    (tmp_path / "f").write_bytes(data)
+    monkeypatch.setattr(checkpoints, "_MD5_CHUNK_BYTES", 1000)
+    assert checkpoints.file_md5(tmp_path / "f") == hashlib.md5(data).hexdigest()
+
+
+def test_check_model_finds_missing_and_mismatched(tmp_path: Path, fake_release) -> None:
+    files = dict(CONTENT[TOKENIZER])
+    del files["decoder.jit"]
+    files["mean_std.pt"] = b"corrupt"
+    write_files(tmp_path, TOKENIZER, files)
+    missing, mismatched = checkpoints.check_model(tmp_path, TOKENIZER)
+    assert missing == [tmp_path / TOKENIZER / "decoder.jit"]
+    assert mismatched == [tmp_path / TOKENIZER / "mean_std.pt"]
+    write_files(tmp_path, TOKENIZER, CONTENT[TOKENIZER])
+    assert checkpoints.check_model(tmp_path, TOKENIZER) == ([], [])
+
+
+def test_complete_models_are_skipped(tmp_path: Path, fake_release, capsys) -> None:
+    for folder, files in CONTENT.items():
+        write_files(tmp_path, folder, files)
+    assert download.main(["--checkpoint_dir", str(tmp_path)]) == 0
+    assert fake_release == []
+    out = capsys.readouterr().out
+    for folder in CONTENT:
+        assert f"Model checkpoints for {folder} exist with matched MD5 checksums." in out
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--verify_only"]) == 0
+
+
+def test_download_fetches_only_what_the_renderer_reads(tmp_path: Path, fake_release) -> None:
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--hf_org", "nvidia"]) == 0
+    repos = {repo: patterns for repo, _, patterns in fake_release}
+    assert repos[f"nvidia/{INVERSE_MODEL}"] == checkpoints.ALLOW_PATTERNS[INVERSE_MODEL]
+    assert "*.jit" in repos[f"nvidia/{FORWARD_MODEL}"]
+    tokenizer_patterns = repos[f"nvidia/{TOKENIZER}"]
+    assert set(checkpoints.REQUIRED_FILES[TOKENIZER]) <= set(tokenizer_patterns)
+    assert "autoencoder.jit" not in tokenizer_patterns and "*.jit" not in tokenizer_patterns
+    assert all(checkpoints.check_model(tmp_path, folder) == ([], []) for folder in CONTENT)
+
+
+def test_default_repositories_and_org_override() -> None:
+    assert checkpoints.repository_id(INVERSE_MODEL) == checkpoints.REPOSITORIES[INVERSE_MODEL]
+    assert checkpoints.repository_id(FORWARD_MODEL, "nvidia") == f"nvidia/{FORWARD_MODEL}"
+    assert checkpoints.repository_id(TOKENIZER, "someone") == f"nvidia/{TOKENIZER}"
+
+
+def test_mismatched_file_is_downloaded_again(tmp_path: Path, fake_release, capsys) -> None:
+    write_files(tmp_path, INVERSE_MODEL, {"model.pt": b"truncated"})
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "inverse"]) == 0
+    assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() == CONTENT[INVERSE_MODEL]["model.pt"]
+    assert "MD5 checksum of checkpoint" in capsys.readouterr().out
+
+
+def test_partial_download_fails_clearly(tmp_path: Path, fake_release, monkeypatch, capsys) -> None:
+    def partial(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
+        write_files(tmp_path, TOKENIZER, {"encoder.jit": b"encoder"})
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", partial)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "tokenizer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: Download of nvidia/") and "decoder.jit" in err and "\n" not in err
+
+
+def test_md5_mismatch_after_download_fails_clearly(tmp_path: Path, fake_release, monkeypatch, capsys) -> None:
+    def wrong(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
+        write_files(tmp_path, FORWARD_MODEL, {"model.pt": b"other weights"})
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", wrong)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "forward"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: MD5 checksum of") and "\n" not in err
+
+
+class HubResponse:
+    """The parts of an HTTP response that the hub's error types read."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.request = None
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (GatedRepoError("Access to model is restricted", response=HubResponse(403)), "hf auth login"),
+        (RepositoryNotFoundError("404 Client Error", response=HubResponse(404)), "--hf_org"),
+        (HfHubHTTPError("401 Unauthorized: invalid token", response=HubResponse(401)), "hf auth login"),
+        (HfHubHTTPError("500 Server Error", response=HubResponse(500)), "500 Server Error"),
+        (LocalEntryNotFoundError("cannot find the requested files"), "Cannot reach the Hugging Face hub"),
+        (ConnectionResetError("connection reset by peer"), "ConnectionResetError"),
+    ],
+    ids=["gated", "not-found", "invalid-token", "server-error", "offline", "connection-reset"],
+)
+def test_hub_failures_become_one_line(error: Exception, expected: str, tmp_path, monkeypatch, capsys) -> None:
+    def failing(*args, **kwargs) -> str:
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "inverse"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and expected in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"), ({"HF_ENDPOINT": "http://127.0.0.1:9"}, "Cannot reach")],
+    ids=["offline", "unreachable"],
+)
+def test_download_script_without_hub_exits_cleanly(env: dict[str, str], expected: str, tmp_path: Path) -> None:
+    result = run_script(
+        "download_diffusion_renderer_checkpoints", "--checkpoint_dir", str(tmp_path), "--model", "tokenizer",
+        env={"HF_HUB_OFFLINE": "0", **env},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("Error: ") and expected in errors[0]
+
+
+def test_require_files_names_the_file_and_the_command(tmp_path: Path) -> None:
+    write_files(tmp_path, TOKENIZER, {"encoder.jit": b"x"})
+    with pytest.raises(UserError) as err:
+        checkpoints.require_files(tmp_path, TOKENIZER, ["encoder.jit", "decoder.jit"])
+    message = str(err.value)
+    assert str(tmp_path / TOKENIZER / "decoder.jit") in message
+    assert checkpoints.download_command(str(tmp_path)) in message and "\n" not in message
+    assert checkpoints.require_files(tmp_path, TOKENIZER, ["encoder.jit"]) == tmp_path / TOKENIZER
+
+
+# ----------------------------------------------------------------------------------------------- example assets
+
+
+def test_hdri_generation_is_deterministic(tmp_path: Path) -> None:
+    assets = load_script("make_example_assets")
+    assets.write_hdris(tmp_path / "a", height=16)
+    assets.write_hdris(tmp_path / "b", height=16)
+    for relative in ENV_LIGHT_PATH_LIST:
+        name = Path(relative).name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert cv2.imread(str(tmp_path / "a" / name), cv2.IMREAD_UNCHANGED).shape == (16, 32, 3)
+
+
+@pytest.mark.parametrize("index", range(len(ENV_LIGHT_PATH_LIST)))
+def test_committed_hdris_are_valid(index: int) -> None:
+    hdri = cv2.imread(str(env_light_path(index)), cv2.IMREAD_UNCHANGED)
+    assert hdri.dtype == np.float32 and hdri.ndim == 3
+    height, width, channels = hdri.shape
+    assert width == 2 * height and channels == 3
+    assert np.isfinite(hdri).all() and (hdri > 0).all()
+    assert hdri.max() < 65504  # the renderer clamps at the float16 maximum
+
+
+def test_env_light_path_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert env_light_path(0) == REPO_ROOT / ENV_LIGHT_PATH_LIST[0]
+    with pytest.raises(UserError, match="out of range"):
+        env_light_path(len(ENV_LIGHT_PATH_LIST))
