@@ -19,6 +19,8 @@ from torch import nn
 
 from . import sampler
 from .networks import DiffusionRendererDiT
+from .networks.acceleration import attention_backends
+from .networks.offload import BlockStreamer
 
 # Row of the inverse network's context embedding for each G-buffer.
 GBUFFER_INDEX = {
@@ -35,6 +37,7 @@ INVERSE_DEFAULT_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic
 FORWARD_GBUFFER_KEYS = ("basecolor", "normal", "metallic", "roughness", "depth")
 LIGHTING_KEYS = ("env_ldr", "env_log", "env_nrm")
 MODEL_FPS = 24.0  # the frame rate the renderers condition on, whatever the output video's --fps
+TOKENS_PER_BATCH = 32768  # automatic batch size: about one 57-frame 704×1280 clip, or nine images
 
 StepCallback = Callable[[int, torch.Tensor], None]
 
@@ -60,11 +63,15 @@ def normalize_normals(video: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class SamplingOptions:
-    """How each output is sampled: number of Euler steps, guidance weight g (F_c + g·(F_c − F_u)), batch limit."""
+    """How each output is sampled: Euler steps, guidance weight g (F_c + g·(F_c − F_u)), outputs per batch.
+
+    ``max_batch`` None picks the batch size from the clip size (about ``TOKENS_PER_BATCH`` DiT tokens per batch:
+    larger batches of long clips cost memory without running faster).
+    """
 
     num_steps: int = 15
     guidance: float = 0.0
-    max_batch: int = 8
+    max_batch: int | None = None
 
 
 class Renderer:
@@ -84,32 +91,34 @@ class Renderer:
         self.device = torch.device(device)
         self.dtype = network.dtype
         self.options = options or SamplingOptions()
-        self._offloaded = {id(network): offload_network, id(tokenizer): offload_tokenizer}
-        for module in (network, tokenizer):
-            module.to("cpu" if self._offloaded[id(module)] else self.device)
+        self.offload_tokenizer = offload_tokenizer
+        self.streamer = BlockStreamer(network, self.device) if offload_network else None
+        if not offload_network:
+            network.to(self.device)
+        tokenizer.to("cpu" if offload_tokenizer else self.device)
 
     @contextlib.contextmanager
-    def _using(self, module: nn.Module) -> Iterator[nn.Module]:
-        """``module`` on the compute device for the duration; back on the CPU after if it is offloaded."""
-        if not self._offloaded[id(module)]:
-            yield module
+    def _tokenizer(self) -> Iterator[nn.Module]:
+        """The tokenizer on the compute device for the duration (moved back to the CPU after if offloaded)."""
+        if not self.offload_tokenizer:
+            yield self.tokenizer
             return
-        module.to(self.device)
+        self.tokenizer.to(self.device)
         try:
-            yield module
+            yield self.tokenizer
         finally:
-            module.to("cpu")
+            self.tokenizer.to("cpu")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [−1, 1] → model latent ``[B, 16, T', H/8, W/8]`` in the model dtype."""
-        with self._using(self.tokenizer) as tokenizer, torch.no_grad():
+        with self._tokenizer() as tokenizer, torch.no_grad():
             return tokenizer.encode(video.to(device=self.device, dtype=self.dtype))
 
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
         """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` (float32, not clamped), one at a time."""
-        with self._using(self.tokenizer) as tokenizer, torch.no_grad():
+        with self._tokenizer() as tokenizer, torch.no_grad():
             return [tokenizer.decode(latent[None]).float() for latent in latents]
 
     def sample(
@@ -138,14 +147,19 @@ class Renderer:
                 return conditional + guidance * (conditional - unconditional)
             return out
 
-        with self._using(self.network) as network, torch.no_grad():
+        network = self.network
+        with attention_backends(self.device), torch.no_grad():
             return sampler.sample(
                 denoise, noise.to(self.device), self.options.num_steps, dtype=self.dtype, on_step=on_step
             )
 
-    def batches(self, count: int) -> list[range]:
-        """Index ranges of at most ``max_batch`` items (halved again under guidance, which doubles the batch)."""
-        size = max(1, self.options.max_batch // (2 if self.options.guidance > 0 else 1))
+    def batches(self, count: int, latent: torch.Tensor) -> list[range]:
+        """Index ranges of the outputs sampled together, for outputs of ``latent``'s size ``[1, C, T', h, w]``."""
+        size = self.options.max_batch
+        if size is None:
+            config = self.network.config
+            tokens = latent.shape[2] * latent.shape[3] * latent.shape[4] // (config.patch_spatial**2 * config.patch_temporal)
+            size = max(1, TOKENS_PER_BATCH // tokens // (2 if self.options.guidance > 0 else 1))
         return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
@@ -174,7 +188,7 @@ class InverseRenderer(Renderer):
         """
         condition = self.encode(video)
         outputs: dict[str, torch.Tensor] = {}
-        for batch in self.batches(len(passes)):
+        for batch in self.batches(len(passes), condition):
             names = [passes[i] for i in batch]
             index = torch.tensor([GBUFFER_INDEX[name] for name in names])
             latents = self.sample(
@@ -247,7 +261,7 @@ class ForwardRenderer(Renderer):
             decoded videos ``[1, 3, T, H, W]`` float32, in the order of ``lighting_conditions``.
         """
         outputs: list[torch.Tensor] = []
-        for batch in self.batches(len(lighting_conditions)):
+        for batch in self.batches(len(lighting_conditions), gbuffer_condition):
             condition = torch.cat(
                 [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
             )
