@@ -117,9 +117,9 @@ class Renderer:
             return tokenizer.encode(video.to(device=self.device, dtype=self.dtype))
 
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
-        """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` (float32, not clamped), one at a time."""
+        """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` (float32, not clamped)."""
         with self._tokenizer() as tokenizer, torch.no_grad():
-            return [tokenizer.decode(latent[None]).float() for latent in latents]
+            return list(tokenizer.decode(latents).float().split(1))
 
     def sample(
         self,

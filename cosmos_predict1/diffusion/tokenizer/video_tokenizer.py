@@ -148,7 +148,12 @@ class VideoTokenizer(nn.Module):
 
 
 def _chunkwise(x: torch.Tensor, length: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``fn`` on each ``[1, C, length, H, W]`` piece of ``x`` (one sample, one time chunk at a time), reassembled."""
+    """``fn`` on each ``[1, C, length, H, W]`` piece of ``x`` (one sample, one time chunk at a time), reassembled.
+
+    Single frames (images) are small and go through in one batch, which keeps the GPU busy.
+    """
+    if x.shape[2] == 1:
+        return fn(x)
     return torch.cat([torch.cat([fn(c) for c in sample.split(length, dim=2)], dim=2) for sample in x.split(1)])
 
 

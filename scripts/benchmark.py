@@ -1,0 +1,421 @@
+"""GPU benchmark of the renderers with 7B-sized random weights made on the GPU (no checkpoint files needed).
+
+    python scripts/benchmark.py --json BENCHMARKS.json --markdown BENCHMARKS.md
+
+Measures, in one run: the GPU's ceilings (a large bf16 matmul; SDPA at the DiT's shape) and from them the floor of
+one DiT step; our DiT step at 1 and 57 frames of 704×1280 next to diffusers' CosmosTransformer3DModel (same 7B
+architecture) as the anchor; whole runs (image inverse with 5 passes, 57-frame inverse with 5 passes, 57-frame
+forward with one HDRI) with peak GPU memory, also with the offload options. ``--cases`` picks a subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+try:
+    import cosmos_predict1  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn.functional as F
+
+from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, DiTConfig
+from cosmos_predict1.diffusion.networks.acceleration import attention_backends, compile_blocks
+from cosmos_predict1.diffusion.renderer import (
+    INVERSE_DEFAULT_PASSES,
+    ForwardRenderer,
+    InverseRenderer,
+    SamplingOptions,
+    work_item_noise,
+)
+
+HEIGHT, WIDTH = 704, 1280
+FRAMES = {"1 frame": 1, "57 frames": 57}
+CASES = ("ceilings", "steps", "anchor", "tokenizer", "image_inverse", "video_inverse", "video_forward", "offload")
+
+
+@dataclass
+class Record:
+    """One measured case: seconds (median), the arithmetic floor, the anchor's seconds, peak GPU memory."""
+
+    name: str
+    seconds: float
+    floor_seconds: float | None = None
+    anchor_seconds: float | None = None
+    peak_gib: float | None = None
+    note: str = ""
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn`` over ``repeats`` runs, timed with CUDA events after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def release() -> None:
+    """Free everything the previous case held (compiled graphs keep references to their modules)."""
+    torch._dynamo.reset()
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def reset_peak() -> None:
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> float:
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+# ---------------------------------------------------------------- ceilings and floors
+
+
+def matmul_rate() -> tuple[float, float]:
+    """(seconds, bf16 TFLOP/s) of an 8192³ product on random data."""
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    seconds = timed(lambda: a @ b, 20, 5)
+    return seconds, 2 * 8192**3 / seconds / 1e12
+
+
+def attention_rate(tokens: int, batch: int = 1) -> tuple[float, float]:
+    """(seconds, bf16 TFLOP/s) of the fastest exact SDPA kernel at the DiT's shape (32 heads of 128)."""
+    q, k, v = (torch.randn(batch, 32, tokens, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    with attention_backends(torch.device("cuda")):
+        seconds = timed(lambda: F.scaled_dot_product_attention(q, k, v), 10, 3)
+    return seconds, 4 * batch * tokens**2 * 4096 / seconds / 1e12
+
+
+def step_flops(config: DiTConfig, tokens: int, batch: int) -> tuple[float, float]:
+    """(linear, attention) FLOPs of one DiT forward with the uniform-context shortcut (no cross-attention q/out)."""
+    d = config.model_channels
+    per_token = 12 * d * d + config.patch_embed_in_features * d + d * config.patch_out_features
+    linear = 2 * batch * tokens * config.num_blocks * 12 * d * d + 2 * batch * tokens * (per_token - 12 * d * d)
+    attention = config.num_blocks * 4 * batch * tokens**2 * d
+    return linear, attention
+
+
+# ---------------------------------------------------------------- models with random weights on the GPU
+
+
+def random_network(config: DiTConfig) -> DiffusionRendererDiT:
+    with torch.device("meta"):
+        network = DiffusionRendererDiT(config)
+    network.to_empty(device="cuda").to(torch.bfloat16)
+    with torch.no_grad():
+        for param in network.parameters():
+            if param.ndim == 2:
+                param.normal_(0, param.shape[-1] ** -0.5)
+            else:
+                param.fill_(1.0)
+    return network.eval().requires_grad_(False)
+
+
+def random_tokenizer() -> torch.nn.Module:
+    from diffusers import AutoencoderKLCosmos
+
+    from cosmos_predict1.diffusion.tokenizer import VideoTokenizer
+
+    vae = AutoencoderKLCosmos(latents_mean=None, latents_std=None).to("cuda", torch.bfloat16).eval()
+    vae.requires_grad_(False)
+    stats = (torch.zeros(256), torch.ones(256))
+    return VideoTokenizer(vae, stats, (torch.zeros(16), torch.ones(16)), pixel_chunk_duration=57)
+
+
+def latent_inputs(config: DiTConfig, frames: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = (frames - 1) // 8 + 1
+    shape = (batch, 16, t, HEIGHT // 8, WIDTH // 8)
+    x = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
+    return x, torch.randn(batch, config.additional_concat_ch, *shape[2:], device="cuda", dtype=torch.bfloat16)
+
+
+def tokens_of(frames: int) -> int:
+    return ((frames - 1) // 8 + 1) * (HEIGHT // 16) * (WIDTH // 16)
+
+
+# ---------------------------------------------------------------- cases
+
+
+def bench_ceilings(records: list[Record], context: dict) -> None:
+    seconds, context["matmul_tflops"] = matmul_rate()
+    records.append(Record("ceiling: bf16 matmul 8192³", seconds, note=f"{context['matmul_tflops']:.0f} TFLOP/s"))
+    for label, frames in FRAMES.items():
+        seconds, rate = attention_rate(tokens_of(frames))
+        context[f"sdpa_tflops_{label}"] = rate
+        records.append(Record(f"ceiling: SDPA 32 heads × 128, {tokens_of(frames)} tokens", seconds, note=f"{rate:.0f} TFLOP/s"))
+
+
+def floor_seconds(context: dict, config: DiTConfig, frames: int, batch: int) -> float:
+    label = "1 frame" if frames == 1 else "57 frames"
+    linear, attention = step_flops(config, tokens_of(frames), batch)
+    return linear / (context["matmul_tflops"] * 1e12) + attention / (context[f"sdpa_tflops_{label}"] * 1e12)
+
+
+def bench_steps(records: list[Record], context: dict) -> None:
+    network = random_network(INVERSE_7B)
+    index = torch.tensor([3], device="cuda")
+    results = {}
+    for compiled in (False, True):
+        if compiled:
+            compile_blocks(network)
+        for label, frames in FRAMES.items():
+            x, c = latent_inputs(network.config, frames, 1)
+            t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
+            with attention_backends(torch.device("cuda")), torch.no_grad():
+                reset_peak()
+                seconds = timed(lambda: network(x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
+                results[(compiled, label)] = seconds
+                records.append(
+                    Record(
+                        f"DiT step, inverse, {label}, {'compiled' if compiled else 'eager'}",
+                        seconds,
+                        floor_seconds(context, network.config, frames, 1) if "matmul_tflops" in context else None,
+                        peak_gib=peak_gib(),
+                    )
+                )
+    context["our_steps"] = {label: min(results[(c, label)] for c in (False, True)) for label in FRAMES}
+    del network
+    torch.cuda.empty_cache()
+
+
+def bench_anchor(records: list[Record], context: dict) -> None:
+    from diffusers import CosmosTransformer3DModel
+
+    with torch.device("meta"):
+        anchor = CosmosTransformer3DModel(in_channels=32, rope_scale=(1.0, 1.0, 1.0), extra_pos_embed_type=None)
+    anchor.to_empty(device="cuda").to(torch.bfloat16)
+    with torch.no_grad():
+        for param in anchor.parameters():
+            param.normal_(0, 0.02)
+    anchor.eval().requires_grad_(False)
+    for label, frames in FRAMES.items():
+        x, c = latent_inputs(INVERSE_7B, frames, 1)
+        inputs = torch.cat([x, c], dim=1)
+        context_tokens = torch.randn(1, 512, 1024, device="cuda", dtype=torch.bfloat16)
+        mask = torch.zeros(1, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)
+        t = torch.tensor([0.5], device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            seconds = timed(lambda: anchor(inputs, t, context_tokens, fps=24, padding_mask=mask), 5 if frames > 1 else 20, 2)
+        ours = context.get("our_steps", {}).get(label)
+        records.append(Record(f"diffusers CosmosTransformer3DModel step, {label} (anchor)", seconds, note=f"ours {ours:.3f} s" if ours else ""))
+        for record in records:
+            if record.name.startswith("DiT step") and label in record.name:
+                record.anchor_seconds = seconds
+    del anchor
+    torch.cuda.empty_cache()
+
+
+def bench_tokenizer(records: list[Record], context: dict, variants: bool = False) -> None:
+    tokenizer = random_tokenizer()
+    weights = torch.cuda.memory_allocated() / 2**30
+    settings = [("", False, False)]
+    if variants:
+        settings += [(", cudnn.benchmark", True, False), (", channels_last_3d", False, True), (", both", True, True)]
+    for suffix, benchmark, channels_last in settings:
+        torch.backends.cudnn.benchmark = benchmark
+        tokenizer.vae.to(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+        for label, frames, batch in (("57×704×1280 clip", 57, 1), ("5 images 704×1280", 1, 5)):
+            video = torch.rand(batch, 3, frames, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16) * 2 - 1
+            if channels_last:
+                video = video.contiguous(memory_format=torch.channels_last_3d)
+            latent = tokenizer.encode(video)
+            for name, fn in (("encode", lambda: tokenizer.encode(video)), ("decode", lambda: tokenizer.decode(latent))):
+                reset_peak()
+                seconds = timed(fn, 3, 1)
+                extra = peak_gib() - weights - (video.numel() + latent.numel()) * 2 / 2**30
+                note = f"{extra:.2f} GiB beyond weights and tensors"
+                records.append(Record(f"tokenizer {name}, {label}{suffix}", seconds, peak_gib=peak_gib(), note=note))
+    torch.backends.cudnn.benchmark = False
+
+
+def run_inverse(frames: int, offload: bool, compiled: bool, context: dict) -> tuple[float, float]:
+    network = random_network(INVERSE_7B)
+    if compiled:
+        compile_blocks(network)
+    tokenizer = random_tokenizer()
+    if offload:
+        network.cpu()
+    renderer = InverseRenderer(
+        network, tokenizer, device="cuda", offload_network=offload, offload_tokenizer=offload, options=SamplingOptions(15)
+    )
+    video = torch.rand(1, 3, frames, HEIGHT, WIDTH) * 2 - 1
+    latent_shape = (1, 16, (frames - 1) // 8 + 1, HEIGHT // 8, WIDTH // 8)
+    noises = [work_item_noise(latent_shape, 0, "bench", p) for p in INVERSE_DEFAULT_PASSES]
+    renderer.options.num_steps = 1
+    renderer.render(video, list(INVERSE_DEFAULT_PASSES), noises)  # warm-up: compiles for these shapes
+    renderer.options.num_steps = 15
+    reset_peak()
+    start = time.perf_counter()
+    renderer.render(video, list(INVERSE_DEFAULT_PASSES), noises)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start, peak_gib()
+
+
+def bench_inverse(records: list[Record], context: dict, frames: int, offload: bool = False) -> None:
+    seconds, peak = run_inverse(frames, offload, compiled=True, context=context)
+    label = "image" if frames == 1 else f"{frames}-frame"
+    floor = None
+    if "matmul_tflops" in context:
+        batch = 5 if frames == 1 else 1
+        per_step = floor_seconds(context, INVERSE_7B, frames, batch) * (1 if frames == 1 else 5)
+        floor = 15 * per_step
+    records.append(
+        Record(
+            f"{label} inverse, 5 passes × 15 steps{', offload DiT+tokenizer' if offload else ''}",
+            seconds,
+            floor,
+            peak_gib=peak,
+        )
+    )
+    torch.cuda.empty_cache()
+
+
+def bench_forward(records: list[Record], context: dict) -> None:
+    network = random_network(FORWARD_7B)
+    compile_blocks(network)
+    renderer = ForwardRenderer(network, random_tokenizer(), device="cuda", options=SamplingOptions(15))
+    frames = 57
+    video = torch.rand(1, 3, frames, HEIGHT, WIDTH) * 2 - 1
+    noise = work_item_noise((1, 16, 8, HEIGHT // 8, WIDTH // 8), 0, "bench")
+    lighting = {key: torch.rand_like(video) * 2 - 1 for key in ("env_ldr", "env_log", "env_nrm")}
+
+    def run() -> None:
+        gbuffers = renderer.encode_gbuffers({name: video for name in INVERSE_DEFAULT_PASSES})
+        light = renderer.encode_lighting(lighting, gbuffers)
+        renderer.render(gbuffers, [light], [noise])
+
+    renderer.options.num_steps = 1
+    run()  # warm-up: compiles for these shapes
+    renderer.options.num_steps = 15
+    renderer = ForwardRenderer(network, renderer.tokenizer, device="cuda", options=SamplingOptions(15))
+    reset_peak()
+    start = time.perf_counter()
+    run()
+    torch.cuda.synchronize()
+    floor = 15 * floor_seconds(context, FORWARD_7B, frames, 1) if "matmul_tflops" in context else None
+    records.append(Record("57-frame forward, 1 HDRI × 15 steps (8 encodes)", time.perf_counter() - start, floor, peak_gib=peak_gib()))
+
+
+def profile_steps() -> None:
+    """Top kernels by GPU time of one compiled inverse step at each size (for finding the gap to the floor)."""
+    network = random_network(INVERSE_7B)
+    compile_blocks(network)
+    t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
+    for label, frames, batch in (("1 frame, 5 passes", 1, 5), ("57 frames", 57, 1)):
+        x, c = latent_inputs(network.config, frames, batch)
+        index = torch.arange(batch, device="cuda")
+        with attention_backends(torch.device("cuda")), torch.no_grad():
+            for _ in range(3):
+                network(x, t, c, context_index=index)
+            torch.cuda.synchronize()
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                network(x, t, c, context_index=index)
+                torch.cuda.synchronize()
+        print(f"== {label}")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
+
+
+# ---------------------------------------------------------------- report
+
+
+def markdown(records: list[Record], environment: dict) -> str:
+    lines = [
+        "| case | seconds | floor s | ours/floor | anchor s | ours/anchor | peak GiB | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+
+    def number(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for r in records:
+        ratio_floor = r.seconds / r.floor_seconds if r.floor_seconds else None
+        ratio_anchor = r.seconds / r.anchor_seconds if r.anchor_seconds else None
+        cells = [
+            r.name,
+            number(r.seconds, 3),
+            number(r.floor_seconds, 3),
+            number(ratio_floor, 2),
+            number(r.anchor_seconds, 3),
+            number(ratio_anchor, 2),
+            number(r.peak_gib, 1),
+            r.note,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    header = (
+        f"GPU: {environment['gpu']}; torch {environment['torch']}; CUDA {environment['cuda']}; "
+        f"date {environment['date']}; command: `{environment['command']}`"
+    )
+    return header + "\n\n" + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--json", type=Path, help="Write the records as JSON.")
+    parser.add_argument("--markdown", type=Path, help="Write the table as Markdown.")
+    parser.add_argument("--profile", action="store_true", help="Print the top GPU kernels of one compiled DiT step.")
+    parser.add_argument("--tokenizer_variants", action="store_true", help="Also time cuDNN autotuning / channels-last.")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: the benchmark needs a CUDA GPU", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = True
+    environment = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "date": datetime.date.today().isoformat(),
+        "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    if args.profile:
+        profile_steps()
+        return 0
+    records: list[Record] = []
+    context: dict = {}
+    steps = {
+        "ceilings": lambda: bench_ceilings(records, context),
+        "steps": lambda: bench_steps(records, context),
+        "anchor": lambda: bench_anchor(records, context),
+        "tokenizer": lambda: bench_tokenizer(records, context, variants=args.tokenizer_variants),
+        "image_inverse": lambda: bench_inverse(records, context, 1),
+        "video_inverse": lambda: bench_inverse(records, context, 57),
+        "video_forward": lambda: bench_forward(records, context),
+        "offload": lambda: bench_inverse(records, context, 57, offload=True),
+    }
+    for case in CASES:
+        if case in args.cases:
+            started = time.perf_counter()
+            steps[case]()
+            release()
+            print(f"[{case}] done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    table = markdown(records, environment)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"environment": environment, "context": context, "records": [asdict(r) for r in records]}, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

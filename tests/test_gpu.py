@@ -1,0 +1,88 @@
+"""Checks that need a CUDA GPU (skipped elsewhere): the bf16 path, and that every fast path equals the plain one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, build_network
+from cosmos_predict1.diffusion.networks.acceleration import attention_backends, compile_blocks
+from cosmos_predict1.diffusion.networks.offload import BlockStreamer
+from cosmos_predict1.diffusion.networks.position_embedding import rope_angles
+
+from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def relative_rms(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double().to(out.device)
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+def test_bf16_rope_table_is_the_same_on_cuda() -> None:
+    for fps in (24.0, 30.0, 12.0):
+        fps_bf16 = torch.tensor([fps], dtype=torch.bfloat16)
+        cpu = rope_angles(8, 44, 80, 128, fps_bf16, dtype=torch.bfloat16)
+        gpu = rope_angles(8, 44, 80, 128, fps_bf16.cuda(), dtype=torch.bfloat16, device="cuda")
+        assert torch.equal(cpu, gpu.cpu())
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize("case", fixture_cases("dit_inverse") + fixture_cases("dit_forward"))
+def test_bf16_network_on_gpu_is_close_to_fp32_reference(case: Path) -> None:
+    family = case.parent.name
+    network = build_network(FIXTURES / family, INVERSE_7B if family == "dit_inverse" else FORWARD_7B, device="cuda")
+    inputs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in load_pt(case / "inputs.pt").items()}
+    with torch.no_grad(), attention_backends(torch.device("cuda")):
+        out = network(
+            inputs["x"],
+            inputs["timesteps"],
+            inputs["latent_condition"],
+            fps=inputs["fps"],
+            padding_mask=inputs["padding_mask"],
+            crossattn_emb=inputs["crossattn_emb"].contiguous(),
+            context_index=inputs.get("context_index"),
+        )
+    error = relative_rms(out, load_pt(case / "output.pt")["output"])
+    print(f"{case.parent.name}/{case.name}: bf16 GPU vs fp32 reference, relative RMS {error:.2e}")
+    assert error < 3e-2
+
+
+def _random(config) -> DiffusionRendererDiT:
+    config = config.replace(model_channels=256, num_blocks=3, num_heads=2, adaln_lora_dim=32, crossattn_emb_channels=64)
+    torch.manual_seed(0)
+    network = DiffusionRendererDiT(config)
+    with torch.no_grad():
+        for param in network.parameters():
+            param.normal_(0, param.shape[-1] ** -0.5 if param.ndim == 2 else 0.1).add_(0 if param.ndim == 2 else 1)
+    return network.to("cuda", torch.bfloat16).eval()
+
+
+@pytest.mark.parametrize("base", [INVERSE_7B, FORWARD_7B], ids=["inverse", "forward"])
+def test_fast_paths_equal_plain_path_in_bf16(base) -> None:
+    network = _random(base)
+    x = torch.randn(2, 16, 3, 16, 24, device="cuda", dtype=torch.bfloat16)
+    c = torch.randn(2, base.additional_concat_ch, 3, 16, 24, device="cuda", dtype=torch.bfloat16)
+    kwargs = {"context_index": torch.tensor([0, 3], device="cuda")} if base.use_context_embedding else {}
+    t = torch.tensor(0.3, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        network.cross_attention_shortcut = False
+        plain = network(x, t, c, **kwargs)
+        network.cross_attention_shortcut = True
+        with attention_backends(torch.device("cuda")):
+            fast = network(x, t, c, **kwargs)
+            compile_blocks(network)
+            compiled = network(x, t, c, **kwargs)
+            streamer = BlockStreamer(network.cpu(), "cuda")
+            streamed = [network(x, t, c, **kwargs) for _ in range(3)]
+            streamer.detach()
+    errors = {
+        "shortcut+cudnn": relative_rms(fast, plain),
+        "compiled": relative_rms(compiled, plain),
+        "streamed": max(relative_rms(s, compiled) for s in streamed),
+    }
+    print(f"{base is INVERSE_7B and 'inverse' or 'forward'}: relative RMS vs plain path {errors}")
+    assert errors["shortcut+cudnn"] < 1e-2 and errors["compiled"] < 1e-2 and errors["streamed"] == 0.0
