@@ -1,0 +1,162 @@
+"""Output files of both renderer scripts: uint8 conversion, atomic writers and the output layout.
+
+Every writer first writes ``.<stem>.tmp-<pid><suffix>`` next to the target and renames it over the target only once
+it is complete, so an interrupted run never leaves a truncated file under a final name (resuming can trust that an
+existing output is whole). Parent folders are created as needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio_v2
+import imageio.v3 as iio
+import numpy as np
+import OpenEXR
+import torch
+
+from cosmos_predict1.errors import UserError
+
+JPEG_QUALITY = 85
+VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
+EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
+
+
+def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Decoded video ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` in ~[−1, 1] → uint8 ``[T, H, W, 3]``.
+
+    clamp(x + 1, 0, 2)/2 · 255 in float32, truncated (not rounded) like the original.
+    """
+    if video.ndim == 5:
+        if video.shape[0] != 1:
+            raise ValueError(f"expected one video, got a batch of {video.shape[0]}")
+        video = video[0]
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a video [3, T, H, W], got {list(video.shape)}")
+    unit = (video.float() + 1).clamp(0, 2) / 2
+    return (unit.permute(1, 2, 3, 0) * 255).to(torch.uint8).contiguous().cpu().numpy()
+
+
+def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
+    """uint8 ``[H, W, 3]`` → ``.jpg``/``.jpeg`` (quality 85, Pillow's baseline 4:2:0) or ``.png``, by extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jpg", ".jpeg", ".png"):
+        raise ValueError(f"write_image writes .jpg or .png, not {path.name}")
+    options = {"quality": JPEG_QUALITY} if suffix != ".png" else {}
+    with _atomic(path) as temporary:
+        iio.imwrite(temporary, _checked(frame, np.uint8), plugin="pillow", **options)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
+    """uint8 ``[T, H, W, 3]`` → H.264 MP4 via imageio's ffmpeg writer with the original's settings.
+
+    Quality 5 (libx264: crf 25), yuv420p (H and W must be even), no resizing to macro blocks, ffmpeg log level
+    "warning", encoder = imageio-ffmpeg's first available H.264 encoder (libx264 with its bundled ffmpeg).
+    """
+    frames = _checked(frames, np.uint8, leading_axes=1)
+    height, width = frames.shape[1:3]
+    with _atomic(Path(path)) as temporary:
+        imageio_v2.mimwrite(
+            temporary,
+            frames,
+            format="FFMPEG",
+            fps=fps,
+            quality=VIDEO_QUALITY,
+            macro_block_size=1,
+            ffmpeg_log_level="warning",
+            ffmpeg_params=["-s", f"{width}x{height}"],
+            output_params=["-f", "mp4"],
+        )
+
+
+def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
+    """uint16 ``[H, W, 3]`` RGB → 16-bit PNG."""
+    bgr = np.ascontiguousarray(_checked(image, np.uint16)[..., ::-1])
+    with _atomic(Path(path)) as temporary:
+        if not cv2.imwrite(str(temporary), bgr):
+            raise OSError(f"OpenCV could not write {temporary}")
+
+
+def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
+    """float32 ``[H, W, C]`` (C = 1: Y, 3: RGB, 4: RGBA) → 32-bit float OpenEXR, ZIP compression."""
+    if image.dtype != np.float32 or image.ndim != 3 or image.shape[-1] not in EXR_CHANNELS:
+        raise ValueError(f"expected float32 [H, W, 1|3|4], got {image.dtype} {list(image.shape)}")
+    pixels = np.ascontiguousarray(image[..., 0] if image.shape[-1] == 1 else image)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with _atomic(Path(path)) as temporary:
+        OpenEXR.File(header, {EXR_CHANNELS[image.shape[-1]]: pixels}).write(str(temporary))
+
+
+def image_or_video_path(path: str | os.PathLike, num_frames: int) -> Path:
+    """Where ``save_image_or_video`` writes ``num_frames`` frames for ``path``: a 1-frame video is a ``.jpg``."""
+    path = Path(path)
+    return path.with_suffix(".jpg") if num_frames == 1 else path
+
+
+def save_image_or_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> Path:
+    """uint8 ``[T, H, W, 3]`` → MP4 at ``path``, or for T = 1 a JPEG with the extension replaced; returns the path."""
+    target = image_or_video_path(path, len(frames))
+    if len(frames) == 1:
+        write_image(target, frames[0])
+    else:
+        write_video(target, frames, fps)
+    return target
+
+
+def inverse_frame_path(
+    root: str | os.PathLike, clip_name: str, chunk_index: int, frame_index: int, pass_name: str
+) -> Path:
+    """``<root>/gbuffer_frames/<clip>/<chunk:04d>.<frame:04d>.<pass>.jpg`` (a "/" in the clip name nests folders)."""
+    return Path(root, "gbuffer_frames", clip_name, f"{chunk_index:04d}.{frame_index:04d}.{pass_name}.jpg")
+
+
+def inverse_video_path(root: str | os.PathLike, clip_name: str, pass_name: str) -> Path:
+    """``<root>/<clip with "/" → "__">.<pass>.mp4`` (see ``image_or_video_path`` for T = 1)."""
+    return Path(root, f"{flat_clip_name(clip_name)}.{pass_name}.mp4")
+
+
+def forward_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
+    """``<root>/relit_frames_<light:04d>/<clip>.<frame:04d>.jpg`` (a "/" in the clip name nests folders)."""
+    return Path(root, f"relit_frames_{light_index:04d}", f"{clip_name}.{frame_index:04d}.jpg")
+
+
+def forward_video_path(root: str | os.PathLike, clip_name: str, light_index: int) -> Path:
+    """``<root>/<clip with "/" → "__">.relit_<light:04d>.mp4`` (see ``image_or_video_path`` for T = 1)."""
+    return Path(root, f"{flat_clip_name(clip_name)}.relit_{light_index:04d}.mp4")
+
+
+def flat_clip_name(clip_name: str) -> str:
+    """A clip name as one file-name component: every "/" becomes "__"."""
+    return clip_name.replace("/", "__")
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path`` and renames it to ``path`` after the block; removes it on failure."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot create output folder {folder}: {error.strerror or error}.") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"Output folder {folder} is not writable.")
+    temporary = folder / f".{path.stem}.tmp-{os.getpid()}{path.suffix}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _checked(array: np.ndarray, dtype: type, leading_axes: int = 0) -> np.ndarray:
+    """``array`` if it has ``dtype`` and shape ``[*leading, H, W, 3]``, else ValueError."""
+    if array.dtype != dtype or array.ndim != 3 + leading_axes or array.shape[-1] != 3:
+        expected = f"{np.dtype(dtype).name} [{'T, ' * leading_axes}H, W, 3]"
+        raise ValueError(f"expected {expected}, got {array.dtype} {list(array.shape)}")
+    return array

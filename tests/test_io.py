@@ -1,0 +1,153 @@
+"""Output writers: uint8 conversion, JPEG/PNG/MP4/EXR files, the 1-frame rule, atomic writes, layout names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio_v2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, load_pt
+from cosmos_predict1.diffusion import io
+from cosmos_predict1.diffusion.frames import read_image
+from cosmos_predict1.errors import UserError
+
+RNG = np.random.default_rng(0)
+
+
+def random_frames(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*"))
+
+
+# --- uint8 conversion ------------------------------------------------------------------------------------------
+
+
+def test_frames_to_uint8_clamps_and_truncates() -> None:
+    values = torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0])  # (x+1)/2·255 = ≤0, 0, 127.5, 254.87, 255, ≥255
+    video = values.reshape(1, 1, 1, 6).expand(3, 1, 1, 6)
+    out = io.frames_to_uint8(video[None])
+    assert out.shape == (1, 1, 6, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert out[0, 0, :, 0].tolist() == [0, 0, 127, 254, 255, 255]
+    video = torch.rand(3, 2, 4, 5) * 2 - 1
+    assert np.array_equal(io.frames_to_uint8(video)[1], io.frames_to_uint8(video[None])[1])
+    assert np.array_equal(io.frames_to_uint8(video)[1, 2, 3], ((video[:, 1, 2, 3] + 1) / 2 * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="batch"):
+        io.frames_to_uint8(torch.zeros(2, 3, 1, 4, 4))
+
+
+@pytest.mark.fixtures
+def test_frames_to_uint8_reproduces_the_original() -> None:
+    path = FIXTURES / "e2e_inverse" / "outputs.pt"
+    if not path.is_file():
+        pytest.skip(f"no fixture {path}")
+    outputs = load_pt(path)
+    assert np.array_equal(io.frames_to_uint8(outputs["decoded"]), outputs["frames_uint8"].numpy())
+
+
+# --- writers ---------------------------------------------------------------------------------------------------
+
+
+def test_jpeg_is_the_original_writers_file(tmp_path: Path) -> None:
+    frame = random_frames(32, 48, 3)
+    io.write_image(tmp_path / "a.jpg", frame)
+    imageio_v2.imwrite(tmp_path / "reference.jpg", frame, format="JPEG", quality=85)  # the original's call
+    assert (tmp_path / "a.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes()
+    assert iio.imread(tmp_path / "a.jpg").shape == (32, 48, 3)
+
+
+def test_png_round_trip(tmp_path: Path) -> None:
+    frame = random_frames(7, 5, 3)
+    io.write_image(tmp_path / "sub" / "a.png", frame)
+    assert np.array_equal(iio.imread(tmp_path / "sub" / "a.png"), frame)
+    with pytest.raises(ValueError, match="uint8"):
+        io.write_image(tmp_path / "b.png", frame.astype(np.float32))
+
+
+def test_png16_and_exr_round_trips(tmp_path: Path) -> None:
+    image16 = RNG.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    io.write_png16(tmp_path / "a.png", image16)
+    assert np.array_equal(cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED)[..., ::-1], image16)
+    linear = RNG.uniform(0, 4, (5, 7, 3)).astype(np.float32)
+    io.write_exr(tmp_path / "a.exr", linear)
+    assert np.array_equal(read_image(tmp_path / "a.exr"), linear)
+    io.write_exr(tmp_path / "y.exr", linear[..., :1])
+    assert np.array_equal(read_image(tmp_path / "y.exr"), np.repeat(linear[..., :1], 3, -1))
+    assert listing(tmp_path) == ["a.exr", "a.png", "y.exr"]
+
+
+def test_mp4_round_trip(tmp_path: Path) -> None:
+    frames = np.repeat(random_frames(5, 1, 1, 3), 32 * 48, axis=1).reshape(5, 32, 48, 3)  # flat colours
+    io.write_video(tmp_path / "clip.mp4", frames, fps=24)
+    decoded = iio.imread(tmp_path / "clip.mp4", plugin="FFMPEG")
+    assert decoded.shape == (5, 32, 48, 3)
+    assert np.abs(decoded.astype(int) - frames).mean() < 8
+    meta = iio.immeta(tmp_path / "clip.mp4", plugin="FFMPEG")
+    assert (meta["codec"], meta["pix_fmt"].split("(")[0], meta["fps"]) == ("h264", "yuv420p", 24)
+    assert b" crf=25.0 " in (tmp_path / "clip.mp4").read_bytes()  # x264 records its settings in the stream
+    assert listing(tmp_path) == ["clip.mp4"]
+
+
+def test_one_frame_rule(tmp_path: Path) -> None:
+    one, many = random_frames(1, 16, 16, 3), random_frames(2, 16, 16, 3)
+    target = io.inverse_video_path(tmp_path, "image_1", "basecolor")
+    assert io.image_or_video_path(target, 1) == tmp_path / "image_1.basecolor.jpg"
+    assert io.save_image_or_video(target, one, fps=24) == tmp_path / "image_1.basecolor.jpg"
+    assert io.save_image_or_video(target, many, fps=24) == target
+    assert listing(tmp_path) == ["image_1.basecolor.jpg", "image_1.basecolor.mp4"]
+
+
+def test_layout_names() -> None:
+    root = Path("out")
+    frames = root / "gbuffer_frames"
+    assert io.inverse_frame_path(root, "video1", 0, 56, "metallic") == frames / "video1/0000.0056.metallic.jpg"
+    assert io.inverse_frame_path(root, "a/b", 1, 2, "depth") == frames / "a/b/0001.0002.depth.jpg"
+    assert io.inverse_video_path(root, "a/b", "normal") == root / "a__b.normal.mp4"
+    assert io.forward_frame_path(root, "video1/0000", 3, 5) == root / "relit_frames_0003/video1/0000.0005.jpg"
+    assert io.forward_video_path(root, "video1/0000", 0) == root / "video1__0000.relit_0000.mp4"
+    image_video = io.forward_video_path(root, "image_1/0000", 2)
+    assert io.image_or_video_path(image_video, 1) == root / "image_1__0000.relit_0002.jpg"
+
+
+# --- atomicity and errors --------------------------------------------------------------------------------------
+
+
+def failing_after_partial_write(path: Path, *args: object, **kwargs: object) -> None:
+    Path(path).write_bytes(b"partial")
+    raise RuntimeError("encoder failed")
+
+
+def test_failed_image_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "keep.jpg").write_bytes(b"old")
+    monkeypatch.setattr(io.iio, "imwrite", failing_after_partial_write)
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        io.write_image(tmp_path / "new.jpg", random_frames(4, 4, 3))
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        io.write_image(tmp_path / "keep.jpg", random_frames(4, 4, 3))
+    assert listing(tmp_path) == ["keep.jpg"]
+    assert (tmp_path / "keep.jpg").read_bytes() == b"old"
+
+
+def test_failed_video_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(io.imageio_v2, "mimwrite", failing_after_partial_write)
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        io.save_image_or_video(tmp_path / "clip.mp4", random_frames(3, 4, 4, 3), fps=24)
+    assert listing(tmp_path) == []
+
+
+def test_unwritable_output_folder_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(UserError, match=str(tmp_path / "file" / "sub")):
+        io.write_image(tmp_path / "file" / "sub" / "a.jpg", random_frames(4, 4, 3))
+    monkeypatch.setattr(io.os, "access", lambda path, mode: False)
+    with pytest.raises(UserError, match=f"{tmp_path / 'out'} is not writable"):
+        io.write_video(tmp_path / "out" / "a.mp4", random_frames(2, 4, 4, 3), fps=24)
+    assert os.listdir(tmp_path / "out") == []
