@@ -1,0 +1,243 @@
+"""What both renderer scripts share: the original's common options, model loading, and the error boundary.
+
+Every option of the original is accepted with the same name, type and default; the text, guardrail, prompt
+upsampler and multi-GPU options do nothing in the renderers (as in the original) and say so in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from cosmos_predict1.checkpoints import TOKENIZER, download_command
+from cosmos_predict1.errors import UserError
+
+from .networks import DiffusionRendererDiT, DiTConfig, build_network
+from .networks.acceleration import compile_blocks
+from .renderer import SamplingOptions
+from .tokenizer import load_tokenizer
+
+log = logging.getLogger("cosmos_predict1")
+
+NO_EFFECT = "Accepted for compatibility with the original; has no effect in the renderers."
+FRAME_CHOICES = [8 * n + 1 for n in range(16)] + [10, 117]  # what the original's parser offers
+TOKENIZER_CHUNK = 57  # pixel frames per tokenizer chunk
+
+
+def str2bool(value: str | bool) -> bool:
+    """The original's boolean option values: yes/true/t/y/1 and no/false/f/n/0, any case."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError("Boolean value expected.")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the inverse and forward scripts (original names and defaults, plus a few new ones)."""
+    add = parser.add_argument
+    add("--checkpoint_dir", type=str, default="checkpoints", help="Folder holding the downloaded checkpoints.")
+    add("--tokenizer_dir", type=str, default=TOKENIZER, help="Tokenizer folder inside --checkpoint_dir.")
+    add("--video_save_name", type=str, default="output", help=NO_EFFECT)
+    add("--video_save_folder", type=str, default="outputs/", help="Folder that receives all outputs.")
+    add("--prompt", type=str, default="", help=NO_EFFECT)
+    add("--batch_input_path", type=str, default=None, help=NO_EFFECT)
+    add("--negative_prompt", type=str, default="", help=NO_EFFECT)
+    add("--num_steps", type=int, default=15, help="Number of sampling steps.")
+    add("--guidance", type=float, default=0, help="Classifier-free guidance weight (0 = conditional only).")
+    add(
+        "--num_video_frames",
+        type=int,
+        default=57,
+        choices=FRAME_CHOICES,
+        help=f"Frames per clip. The released models take 1 (images) or {TOKENIZER_CHUNK} (videos).",
+    )
+    add("--height", type=int, default=704, help="Frame height (multiple of 16).")
+    add("--width", type=int, default=1280, help="Frame width (multiple of 16).")
+    add("--fps", type=int, default=24, help="Frame rate written into output videos (the model always sees 24).")
+    add("--seed", type=int, default=1000, help="Seed of the initial noise (see README: noise per work item).")
+    add("--num_gpus", type=int, default=1, help=NO_EFFECT)
+    add("--disable_prompt_upsampler", action="store_true", help=NO_EFFECT)
+    add("--offload_diffusion_transformer", action="store_true", help="Keep the DiT off the GPU between uses.")
+    add("--offload_tokenizer", action="store_true", help="Keep the tokenizer off the GPU between uses.")
+    add("--offload_text_encoder_model", action="store_true", help=NO_EFFECT)
+    add("--offload_prompt_upsampler", action="store_true", help=NO_EFFECT)
+    add("--offload_guardrail_models", action="store_true", help=NO_EFFECT)
+    add("--disable_guardrail", action="store_true", help=NO_EFFECT)
+    # New in this implementation.
+    add("--device", type=str, default="cuda", help="cuda, cuda:N or cpu (cpu runs float32; for tiny models).")
+    add(
+        "--max_batch",
+        type=int,
+        default=None,
+        help="Most outputs of one clip sampled together (default: from the clip size; all 5 passes of an image).",
+    )
+    add("--compile", type=str2bool, default=None, help="torch.compile the DiT blocks (default: on for GPUs).")
+    add("--overwrite", action="store_true", help="Redo work items whose outputs already exist.")
+    add(
+        "--allow_unsafe_checkpoint",
+        action="store_true",
+        help="Allow full unpickling of a model.pt that is not a plain tensor file (only for files you trust).",
+    )
+    add("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
+
+
+def validate_common_arguments(args: argparse.Namespace) -> None:
+    """Reject settings the models cannot take, before anything is loaded."""
+    frames = args.num_video_frames
+    if frames != 1 and frames % TOKENIZER_CHUNK:
+        raise UserError(
+            f"--num_video_frames {frames}: the released models take 1 frame (images) or {TOKENIZER_CHUNK} frames "
+            "(videos); use --num_video_frames 1 or 57."
+        )
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value <= 0 or value % 16:
+            raise UserError(f"--{name} {value}: must be a positive multiple of 16 (e.g. 704 × 1280).")
+    if args.height > 1920 or args.width > 1920:
+        raise UserError("--height/--width: at most 1920 (the network's position tables cover 240 latent rows).")
+    if args.num_steps < 1:
+        raise UserError(f"--num_steps {args.num_steps}: must be at least 1.")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise UserError(f"--max_batch {args.max_batch}: must be at least 1.")
+    if args.guidance < 0:
+        raise UserError(f"--guidance {args.guidance}: must be ≥ 0.")
+
+
+def compute_device(name: str) -> torch.device:
+    """The requested device, checked: a missing GPU is a clear error, not a crash deep inside."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device {name}: not a device name ({err}).") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available; use --device cpu (practical for tiny models only).")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) present.")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: use cuda, cuda:N or cpu.")
+    return device
+
+
+def model_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on GPUs (the released models' precision), float32 on the CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_models(
+    args: argparse.Namespace, model_folder: str, base: DiTConfig, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(network, tokenizer) from ``--checkpoint_dir``, built on the CPU when they are to be offloaded."""
+    root = Path(args.checkpoint_dir)
+    dtype = model_dtype(device)
+    for folder in (root / model_folder, root / args.tokenizer_dir):
+        if not folder.is_dir():
+            raise UserError(f"{folder}: checkpoint folder missing; download it with: {download_command(str(root))}")
+    network = build_network(
+        root / model_folder,
+        base,
+        device="cpu" if args.offload_diffusion_transformer else device,
+        dtype=dtype,
+        allow_pickle=args.allow_unsafe_checkpoint,
+    )
+    tokenizer = load_tokenizer(
+        root / args.tokenizer_dir,
+        device="cpu" if args.offload_tokenizer else device,
+        dtype=dtype,
+        pixel_chunk_duration=TOKENIZER_CHUNK,
+    )
+    return network, tokenizer
+
+
+def sampling_options(args: argparse.Namespace) -> SamplingOptions:
+    return SamplingOptions(num_steps=args.num_steps, guidance=args.guidance, max_batch=args.max_batch)
+
+
+def accelerate(network: DiffusionRendererDiT, args: argparse.Namespace, device: torch.device) -> None:
+    """Compile the DiT blocks where asked (default: on CUDA devices)."""
+    if args.compile if args.compile is not None else device.type == "cuda":
+        compile_blocks(network)
+
+
+def all_exist(paths: Iterable[Path]) -> bool:
+    return all(path.is_file() for path in paths)
+
+
+Item = TypeVar("Item")
+
+
+def pending_work(work: Sequence[tuple[Item, list]]) -> list[tuple[Item, list]]:
+    """The work items that still have outputs to produce."""
+    return [(item, outputs) for item, outputs in work if outputs]
+
+
+class Progress:
+    """A progress bar over work items whose postfix shows the sampling step."""
+
+    def __init__(self, items: Sequence, num_steps: int, outputs_per_item: Sequence[int]) -> None:
+        self.num_steps = num_steps
+        total_outputs = sum(outputs_per_item)
+        self.bar = tqdm(total=len(items), unit="item", desc=f"{total_outputs} output(s)", dynamic_ncols=True)
+        self.redirect = logging_redirect_tqdm()
+
+    def __enter__(self) -> "Progress":
+        self.redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+        self.redirect.__exit__(*exc)
+
+    def step(self, index: int, state: torch.Tensor) -> None:
+        self.bar.set_postfix_str(f"step {index + 1}/{self.num_steps}")
+
+    def item_done(self) -> None:
+        self.bar.update(1)
+
+
+def run(main: Callable[[argparse.Namespace], str], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse, run ``main`` and turn every failure into one line on stderr; returns the exit code.
+
+    0 = done; 2 = a problem the user can fix (the message says how); 130 = interrupted (rerun to resume).
+    ``main`` returns a one-line summary that is printed at the end.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    logging.captureWarnings(True)
+    start = time.perf_counter()
+    try:
+        summary = main(args)
+    except UserError as err:
+        return _fail(args, f"error: {err}")
+    except torch.cuda.OutOfMemoryError:
+        return _fail(
+            args,
+            "error: the GPU ran out of memory; retry with a smaller --max_batch and/or "
+            "--offload_diffusion_transformer --offload_tokenizer.",
+        )
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted: finished outputs are kept; rerun the same command to do the rest.", 130)
+    except Exception as err:  # an internal error: still one line unless --debug
+        return _fail(args, f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
+    print(f"{summary} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(message, file=sys.stderr)
+    return code

@@ -1,0 +1,148 @@
+"""Inverse rendering: images or video frames → G-buffers (basecolor, normal, depth, roughness, metallic).
+
+Same command line, folder layout and file names as the original:
+
+    python cosmos_predict1/diffusion/inference/inference_inverse_renderer.py --checkpoint_dir checkpoints \
+        --diffusion_transformer_dir Diffusion_Renderer_Inverse_Cosmos_7B \
+        --dataset_path=asset/examples/image_examples/ --num_video_frames 1 --group_mode webdataset \
+        --video_save_folder=asset/example_results/image_delighting/ --save_video=False
+
+Work items already complete on disk are skipped (``--overwrite`` redoes them), so rerunning an interrupted command
+finishes the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file from a checkout: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from cosmos_predict1.checkpoints import INVERSE_MODEL
+from cosmos_predict1.diffusion import cli, data, io
+from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
+from cosmos_predict1.diffusion.networks import INVERSE_7B
+from cosmos_predict1.diffusion.renderer import GBUFFER_INDEX, INVERSE_DEFAULT_PASSES, InverseRenderer, work_item_noise
+from cosmos_predict1.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Cosmos DiffusionRenderer: inverse rendering (de-lighting).")
+    cli.add_common_arguments(parser)
+    add = parser.add_argument
+    add("--diffusion_transformer_dir", type=str, default=INVERSE_MODEL, choices=[INVERSE_MODEL], help="DiT folder.")
+    add(
+        "--inference_passes",
+        type=str,
+        nargs="+",
+        default=list(INVERSE_DEFAULT_PASSES),
+        help=f"G-buffers to produce, in this order; any of: {', '.join(GBUFFER_INDEX)}.",
+    )
+    add("--normalize_normal", type=cli.str2bool, default=False, help="Renormalise the normal pass to unit vectors.")
+    add("--save_image", type=cli.str2bool, default=True, help="Write per-frame JPEGs under gbuffer_frames/.")
+    add("--save_video", type=cli.str2bool, default=True, help="Write one video per clip and pass (.jpg for 1 frame).")
+    add("--dataset_path", type=str, default=None, help="Folder of input images or video frames (searched recursively).")
+    add("--overlap_n_frames", type=int, default=0, help="Frames shared by consecutive chunks of a clip.")
+    add("--chunk_mode", type=str, default="first", choices=["first", "all", "drop_last"], help="Which chunks to process.")
+    add("--group_mode", type=str, default="folder", choices=["folder", "webdataset"], help="How files form clips.")
+    add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
+    add("--resize_resolution", type=int, nargs="+", default=None, help="Resize to H W (or shorter side) before the crop.")
+    return parser
+
+
+def expected_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str) -> list[Path]:
+    """Every file one pass of one work item writes."""
+    root = args.video_save_folder
+    paths = []
+    if args.save_image:
+        paths += [io.inverse_frame_path(root, item.clip_name, item.chunk_index, f, pass_name) for f in range(len(item.paths))]
+    if args.save_video:
+        paths.append(io.image_or_video_path(io.inverse_video_path(root, item.clip_name, pass_name), len(item.paths)))
+    return paths
+
+
+def write_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str, decoded) -> int:
+    """Write one pass of one work item; returns the number of files written."""
+    frames = io.frames_to_uint8(decoded)
+    written = 0
+    if args.save_image:
+        for index, frame in enumerate(frames):
+            io.write_image(io.inverse_frame_path(args.video_save_folder, item.clip_name, item.chunk_index, index, pass_name), frame)
+            written += 1
+    if args.save_video:
+        path = io.save_image_or_video(io.inverse_video_path(args.video_save_folder, item.clip_name, pass_name), frames, args.fps)
+        cli.log.info("Saved video to %s", path)
+        written += 1
+    return written
+
+
+def validate(args: argparse.Namespace) -> None:
+    cli.validate_common_arguments(args)
+    unknown = [name for name in args.inference_passes if name not in GBUFFER_INDEX]
+    if unknown:
+        raise UserError(f"--inference_passes: unknown pass {unknown[0]!r}; choose from {', '.join(GBUFFER_INDEX)}.")
+    if len(set(args.inference_passes)) != len(args.inference_passes):
+        raise UserError("--inference_passes: a pass is listed twice.")
+    if not args.save_image and not args.save_video:
+        raise UserError("--save_image and --save_video are both False: nothing would be written.")
+    if args.dataset_path is None:
+        raise UserError("--dataset_path is required: the folder of input images or video frames.")
+
+
+def render_all(args: argparse.Namespace) -> str:
+    validate(args)
+    preprocessing = Preprocessing(
+        height=args.height,
+        width=args.width,
+        resize_resolution=tuple(args.resize_resolution) if args.resize_resolution else None,
+        gamma_encode_exr=True,
+    )
+    items = data.inverse_work_items(
+        Path(args.dataset_path),
+        args.num_video_frames,
+        overlap=args.overlap_n_frames,
+        chunk_mode=args.chunk_mode,
+        group_mode=args.group_mode,
+        extensions=args.image_extensions or data.INVERSE_EXTENSIONS,
+    )
+    todo = cli.pending_work(
+        [(item, [p for p in args.inference_passes if args.overwrite or not cli.all_exist(expected_outputs(args, item, p))]) for item in items]
+    )
+    if not todo:
+        return f"Nothing to do: all outputs of {len(items)} work item(s) exist in {args.video_save_folder} (--overwrite redoes them)"
+
+    device = cli.compute_device(args.device)
+    network, tokenizer = cli.load_models(args, args.diffusion_transformer_dir, INVERSE_7B, device)
+    renderer = InverseRenderer(
+        network,
+        tokenizer,
+        device=device,
+        options=cli.sampling_options(args),
+        offload_network=args.offload_diffusion_transformer,
+        offload_tokenizer=args.offload_tokenizer,
+    )
+    cli.accelerate(network, args, device)
+    latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
+    written = 0
+    with cli.Progress(todo, args.num_steps, [len(passes) for _, passes in todo]) as progress:
+        for item, passes in todo:
+            video = load_frames(item.paths, preprocessing)[None]
+            noises = [work_item_noise(latent_shape, args.seed, item.clip_name, item.chunk_index, p) for p in passes]
+            outputs = renderer.render(
+                video, passes, noises, normalize_normal=args.normalize_normal, on_step=progress.step
+            )
+            for name in passes:
+                written += write_outputs(args, item, name, outputs[name])
+            progress.item_done()
+    return f"Done: {len(todo)} work item(s), {written} file(s) written to {args.video_save_folder}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(render_all, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
