@@ -109,18 +109,26 @@ def read_image(path: Path) -> np.ndarray:
     values. Grayscale is replicated to three channels; an alpha channel is composited onto white. An unreadable,
     corrupt or unsupported file raises ``UserError`` naming it.
     """
+    return _to_rgb(read_pixels(path), path)
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """Decoded pixels as stored: ``[h, w]`` or ``[h, w, C]``, RGB(A) channel order, the file's dtype.
+
+    ``.exr`` and Radiance ``.hdr`` files come back as linear float32. ``UserError`` if the file cannot be read.
+    """
     try:
-        image = _decode(path)
+        return _decode(path)
     except Exception as error:  # decoders raise many types; the user needs the file name
         raise UserError(f"Cannot read image {path} (missing, corrupt or not an image): {error}") from error
-    return _to_rgb(image, path)
 
 
 def _decode(path: Path) -> np.ndarray:
-    """Decoded pixels as stored: ``[h, w]`` or ``[h, w, C]``, RGB(A) channel order, the file's dtype."""
     suffix = path.suffix.lower()
     if suffix == ".exr":
         return _read_exr(path)
+    if suffix == ".hdr":
+        return _read_with_opencv(path)
     if suffix == ".png" and _png_bit_depth(path) == 16:
         return _read_with_opencv(path)  # Pillow reduces 16-bit colour PNGs to 8 bits
     return iio.imread(path, plugin="pillow", index=0)  # index 0: the first frame of a GIF/APNG
