@@ -66,7 +66,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_folder", required=True, help="Folder with the videos (not searched recursively).")
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stretch: exactly WIDTHxHEIGHT (aspect ratio lost); crop: cover WIDTHxHEIGHT, then centre crop.",
     )
     parser.add_argument("--max_frames", type=positive_int, default=None, help="Save at most this many per video.")
-    return parser.parse_args(argv)
+    return parser
 
 
 def find_videos(folder: Path) -> list[Path]:
@@ -202,7 +202,7 @@ def extract_frames(
 
 def main(argv: list[str] | None = None) -> int:
     """Extract every video; 0 when all succeeded, 2 when the input folder is missing or any video failed."""
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     input_folder = Path(args.input_folder)
     if not input_folder.is_dir():
         print(f"Error: input folder {input_folder} does not exist.", file=sys.stderr)

@@ -42,7 +42,7 @@ MODELS: dict[str, list[str]] = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--verify_only", action="store_true", help="Only check the files already there, offline (exit code 2 if not)."
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def verify(checkpoint_dir: str, folders: list[str]) -> None:
@@ -73,7 +73,7 @@ def verify(checkpoint_dir: str, folders: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Download (or only verify) the selected models; 0 on success, 2 with a one-line message on failure."""
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     folders = MODELS[args.model]
     try:
         if args.verify_only:

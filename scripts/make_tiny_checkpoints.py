@@ -20,11 +20,15 @@ except ImportError:  # run from a checkout without installing
 from cosmos_predict1.tiny_checkpoints import write_tiny_checkpoints
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint_dir", type=Path, required=True, help="Folder to write the checkpoints into.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     write_tiny_checkpoints(args.checkpoint_dir, args.seed)
     print(f"Wrote tiny checkpoints to {args.checkpoint_dir}")
     return 0

@@ -140,7 +140,7 @@ def test_find_videos_is_case_insensitive_and_sorted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["--frame_rate=0", "--frame_rate=-24", "--max_frames=0", "--resize=1280"])
 def test_invalid_options_are_rejected(bad: str, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        extract.parse_args(["--input_folder", str(tmp_path), "--output_folder", str(tmp_path), bad])
+        extract.build_parser().parse_args(["--input_folder", str(tmp_path), "--output_folder", str(tmp_path), bad])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
 

@@ -1,0 +1,67 @@
+"""README.md's commands are exactly what the scripts accept, and its test command is what CI runs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def shell_commands() -> list[list[str]]:
+    """Every command of the README's bash blocks, continuation lines joined, environment assignments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line)
+            while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                words = words[1:]
+            if words:
+                commands.append(words)
+    return commands
+
+
+def script_commands() -> list[pytest.param]:
+    found = [c for c in shell_commands() if c[0] == "python" and c[1].endswith(".py")]
+    return [pytest.param(c, id=f"{Path(c[1]).stem}-{i}") for i, c in enumerate(found)]
+
+
+def load_script(path: str):
+    if path.startswith("cosmos_predict1/"):
+        return importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    name = f"readme_script_{Path(path).stem}"
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("command", script_commands())
+def test_readme_command_parses(command: list[str]) -> None:
+    parser = load_script(command[1]).build_parser()
+    parser.parse_args(command[2:])  # exits (SystemExit) on any option the script does not accept
+
+
+def test_readme_walkthrough_covers_every_step() -> None:
+    scripts = {Path(c[1]).name for c in shell_commands() if c[0] == "python" and c[1].endswith(".py")}
+    assert {
+        "download_diffusion_renderer_checkpoints.py",
+        "dataproc_extract_frames_from_video.py",
+        "inference_inverse_renderer.py",
+        "inference_forward_renderer.py",
+        "make_tiny_checkpoints.py",
+    } <= scripts
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = "python -m pytest -q"
+    assert [test_command.split()] == [c for c in shell_commands() if "pytest" in c]
+    assert (REPO_ROOT / ".ci/run").read_text().rstrip().splitlines()[-1] == test_command
