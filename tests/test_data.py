@@ -17,8 +17,7 @@ from PIL import Image
 
 from cosmos_predict1.diffusion import frames
 from cosmos_predict1.diffusion.data import (
-    FORWARD_EXTENSIONS,
-    INVERSE_EXTENSIONS,
+    IMAGE_EXTENSIONS,
     chunk_starts,
     clip_key,
     find_images,
@@ -55,8 +54,7 @@ def random_uint8(*shape: int) -> np.ndarray:
 
 def test_find_images_matches_lower_cased_names_recursively(tmp_path: Path) -> None:
     touch(tmp_path, "a/x.JPG", "a/b/y.png", "z.exr", "notes.txt", "a/.hidden.jpg", "a/photojpg")
-    assert sorted(find_images(tmp_path, INVERSE_EXTENSIONS)) == ["a/b/y.png", "a/x.JPG", "z.exr"]
-    assert sorted(find_images(tmp_path, FORWARD_EXTENSIONS)) == ["a/b/y.png", "a/x.JPG"]
+    assert sorted(find_images(tmp_path, IMAGE_EXTENSIONS)) == ["a/b/y.png", "a/x.JPG", "z.exr"]
     assert find_images(tmp_path, [".JPG"]) == ["a/x.JPG"]  # upper-case extension values work too (a fix)
     assert sorted(find_images(tmp_path, ["JPG"])) == ["a/photojpg", "a/x.JPG"]  # plain endswith, as the original
 
@@ -64,7 +62,7 @@ def test_find_images_matches_lower_cased_names_recursively(tmp_path: Path) -> No
 def test_find_images_does_not_follow_symlinked_folders(tmp_path: Path) -> None:
     touch(tmp_path, "data/a/x.png", "elsewhere/y.png")
     (tmp_path / "data/link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    assert find_images(tmp_path / "data", INVERSE_EXTENSIONS) == ["a/x.png"]
+    assert find_images(tmp_path / "data", IMAGE_EXTENSIONS) == ["a/x.png"]
 
 
 # --- grouping --------------------------------------------------------------------------------------------------

@@ -92,6 +92,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="Allow full unpickling of a model.pt that is not a plain tensor file (only for files you trust).",
     )
     add("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
+    add(
+        "--contact_sheet",
+        type=str2bool,
+        default=False,
+        help="Also write contact_sheets/<clip>.png: the input and every output of a clip side by side.",
+    )
 
 
 def validate_common_arguments(args: argparse.Namespace) -> None:

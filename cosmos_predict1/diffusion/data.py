@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 GroupMode = Literal["folder", "webdataset"]
 ChunkMode = Literal["first", "all", "drop_last"]
 
-INVERSE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tiff", ".bmp", ".exr")
-FORWARD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tiff", ".bmp")
+# Both renderers read these (the original's forward renderer skipped .exr; here it reads --output_format exr).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tiff", ".bmp", ".exr")
 GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
@@ -124,7 +124,7 @@ def inverse_work_items(
     overlap: int = 0,
     chunk_mode: ChunkMode = "first",
     group_mode: GroupMode = "folder",
-    extensions: Sequence[str] = INVERSE_EXTENSIONS,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> list[WorkItem]:
     """Every chunk of every clip under ``dataset_path``, clips in key order and chunks in index order.
 
@@ -158,7 +158,7 @@ def gbuffer_clips(
     dataset_path: str | os.PathLike,
     num_frames: int,
     *,
-    extensions: Sequence[str] = FORWARD_EXTENSIONS,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> list[GBufferClip]:
     """The forward renderer's clips under ``dataset_path`` (the inverse run's ``gbuffer_frames``), in key order.
 

@@ -16,6 +16,7 @@ GPU where nvdiffrast is installed, its texture op is used instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -99,6 +100,28 @@ def query_directions(
         camera = flat if camera_to_world is None else flat @ camera_to_world[frame].to(flat).T
         queries.append(-(camera @ rotation_y(angle).to(flat.device).T))
     return torch.stack(queries).reshape(len(angles), height, width, 3)
+
+
+def load_camera_rotations(path: Path, num_frames: int) -> torch.Tensor:
+    """Camera-to-world rotations ``[T, 3, 3]`` of the first ``num_frames`` frames of a NeRF-style pose file.
+
+    The file is JSON with ``frames[i].transform_matrix`` (4×4 camera-to-world). Rotations are taken relative to the
+    first frame (R₀ᵀ·Rᵢ), so frame 0 sees the environment exactly as without poses and the environment then stays
+    fixed in the world while the camera turns.
+    """
+    path = Path(path)
+    try:
+        frames = json.loads(path.read_text())["frames"]
+        matrices = torch.tensor([frame["transform_matrix"] for frame in frames[:num_frames]], dtype=torch.float64)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path}: not a readable pose file ({type(err).__name__}: {err}); expected JSON "
+            '{"frames": [{"transform_matrix": 4×4 camera-to-world}, ...]}.'
+        ) from err
+    if matrices.ndim != 3 or matrices.shape[1:] not in ((4, 4), (3, 4)) or len(matrices) < num_frames:
+        raise UserError(f"{path}: need {num_frames} frames of 4×4 transform_matrix, found {list(matrices.shape)}.")
+    rotations = matrices[:, :3, :3]
+    return (rotations[0].T @ rotations).float()
 
 
 def srgb(x: torch.Tensor) -> torch.Tensor:

@@ -39,12 +39,15 @@ class Preprocessing:
     one value resizes the shorter side to it (longer side int(value · long / short)); two values are (h, w). The
     result is then centre-cropped to (height, width). ``gamma_encode_exr``: the inverse renderer's step for
     ``.exr`` inputs (clip linear values to [0, 1], power 1/2.2); the forward renderer does not use it.
+    ``signed_exr``: ``.exr`` files already hold values in [−1, 1] (normals written by ``--output_format exr``), so
+    the 2x − 1 step is skipped for them.
     """
 
     height: int
     width: int
     resize_resolution: tuple[int, ...] | None = None
     gamma_encode_exr: bool = False
+    signed_exr: bool = False
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -75,7 +78,10 @@ def _frame(path: Path, preprocessing: Preprocessing) -> torch.Tensor:
     """One file as float32 ``[3, H, W]`` in [−1, 1]."""
     image = torch.from_numpy(read_image(path)).permute(2, 0, 1)
     image = resize(image, preprocessing.resized_size(*image.shape[-2:]))
-    image = center_crop(image, preprocessing.height, preprocessing.width) * 2 - 1
+    image = center_crop(image, preprocessing.height, preprocessing.width)
+    if preprocessing.signed_exr and path.suffix.lower() == ".exr":
+        return image
+    image = image * 2 - 1
     if preprocessing.gamma_encode_exr and path.suffix.lower() == ".exr":
         image = ((image + 1) / 2).clip(0, 1).pow(1 / EXR_GAMMA) * 2 - 1
     return image

@@ -22,6 +22,8 @@ import torch
 from cosmos_predict1.errors import UserError
 
 JPEG_QUALITY = 85
+OUTPUT_FORMATS = ("jpg", "png16", "exr")
+FLOAT_PASSES = ("normal", "depth")  # passes written as float EXR by --output_format exr
 VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
 EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
 
@@ -39,6 +41,28 @@ def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected a video [3, T, H, W], got {list(video.shape)}")
     unit = (video.float() + 1).clamp(0, 2) / 2
     return (unit.permute(1, 2, 3, 0) * 255).to(torch.uint8).contiguous().cpu().numpy()
+
+
+def frames_to_unit(video: torch.Tensor) -> np.ndarray:
+    """Decoded video ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` → float32 ``[T, H, W, 3]`` in [0, 1] (no quantisation)."""
+    video = video[0] if video.ndim == 5 else video
+    return ((video.float() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+def frames_to_signed(video: torch.Tensor) -> np.ndarray:
+    """Decoded video → float32 ``[T, H, W, 3]`` clamped to [−1, 1] (e.g. normals as signed vectors)."""
+    video = video[0] if video.ndim == 5 else video
+    return video.float().clamp(-1, 1).permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+def unit_to_uint16(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats → uint16, rounded."""
+    return np.round(np.clip(image, 0, 1) * 65535).astype(np.uint16)
+
+
+def display_to_linear(image: np.ndarray) -> np.ndarray:
+    """Inverse of the sRGB encoding: display values in [0, 1] → linear light (an approximation of HDR)."""
+    return np.where(image <= 0.04045, image / 12.92, ((image + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
@@ -92,6 +116,36 @@ def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
         OpenEXR.File(header, {EXR_CHANNELS[image.shape[-1]]: pixels}).write(str(temporary))
 
 
+def gbuffer_frame_suffix(output_format: str, pass_name: str) -> str:
+    """File ending of a G-buffer frame: jpg → .jpg (8 bit); png16 → .png (16 bit); exr → .exr for normal and
+    depth (float), .png (16 bit) for the other passes."""
+    if output_format == "jpg":
+        return ".jpg"
+    if output_format == "exr" and pass_name in FLOAT_PASSES:
+        return ".exr"
+    return ".png"
+
+
+def write_gbuffer_frames(paths: list[Path], decoded: torch.Tensor, pass_name: str, output_format: str) -> None:
+    """One file per frame of a decoded G-buffer video ``[1, 3, T, H, W]``, in ``output_format``.
+
+    8-bit and 16-bit files hold (x + 1)/2 in [0, 1]; EXR depth holds the same value as float; EXR normals hold the
+    signed vector x in [−1, 1].
+    """
+    suffix = gbuffer_frame_suffix(output_format, pass_name)
+    if suffix == ".jpg":
+        frames = frames_to_uint8(decoded)
+        write = write_image
+    elif suffix == ".png":
+        frames = unit_to_uint16(frames_to_unit(decoded))
+        write = write_png16
+    else:
+        frames = frames_to_signed(decoded) if pass_name == "normal" else frames_to_unit(decoded)
+        write = write_exr
+    for path, frame in zip(paths, frames):
+        write(path, frame)
+
+
 def image_or_video_path(path: str | os.PathLike, num_frames: int) -> Path:
     """Where ``save_image_or_video`` writes ``num_frames`` frames for ``path``: a 1-frame video is a ``.jpg``."""
     path = Path(path)
@@ -128,6 +182,11 @@ def forward_frame_path(root: str | os.PathLike, clip_name: str, light_index: int
 def forward_video_path(root: str | os.PathLike, clip_name: str, light_index: int) -> Path:
     """``<root>/<clip with "/" → "__">.relit_<light:04d>.mp4`` (see ``image_or_video_path`` for T = 1)."""
     return Path(root, f"{flat_clip_name(clip_name)}.relit_{light_index:04d}.mp4")
+
+
+def forward_linear_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
+    """``<root>/relit_linear_<light:04d>/<clip>.<frame:04d>.exr``: linear-light relit frames (``--output_linear``)."""
+    return Path(root, f"relit_linear_{light_index:04d}", f"{clip_name}.{frame_index:04d}.exr")
 
 
 def flat_clip_name(clip_name: str) -> str:

@@ -17,6 +17,7 @@ latents are computed once and shared by all clips.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ import torch
 
 from cosmos_predict1.checkpoints import FORWARD_MODEL
 from cosmos_predict1.diffusion import cli, data, io
+from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
-from cosmos_predict1.diffusion.envmap import EnvironmentMap
+from cosmos_predict1.diffusion.envmap import EnvironmentMap, load_camera_rotations
 from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
 from cosmos_predict1.diffusion.networks import FORWARD_7B
 from cosmos_predict1.diffusion.renderer import ForwardRenderer, work_item_noise
@@ -65,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rotate_light", type=cli.str2bool, default=False, help="Turn the lighting once around the vertical axis over the clip.")
     add("--use_fixed_frame_ind", type=cli.str2bool, default=False, help="Use one G-buffer frame for every output frame.")
     add("--fixed_frame_ind", type=int, default=0, help="The frame used by --use_fixed_frame_ind.")
+    add(
+        "--camera_poses",
+        type=str,
+        default=None,
+        help="JSON with frames[].transform_matrix (camera-to-world, NeRF style) for the clip's frames: the "
+        "environment then stays fixed in the world while the camera moves (rotations relative to frame 0).",
+    )
+    add(
+        "--output_linear",
+        type=cli.str2bool,
+        default=False,
+        help="Also write linear-light frames (inverse sRGB of the output) as EXR under relit_linear_XXXX/: an "
+        "approximation of HDR, not true radiance.",
+    )
     return parser
 
 
@@ -108,6 +124,8 @@ def expected_outputs(args: argparse.Namespace, clip: data.GBufferClip, light: Li
     paths = [io.image_or_video_path(io.forward_video_path(root, clip.clip_name, light.index), frames)]
     if args.save_image:
         paths += [io.forward_frame_path(root, clip.clip_name, light.index, f) for f in range(frames)]
+    if args.output_linear:
+        paths += [io.forward_linear_frame_path(root, clip.clip_name, light.index, f) for f in range(frames)]
     return paths
 
 
@@ -117,6 +135,10 @@ def write_outputs(args: argparse.Namespace, clip: data.GBufferClip, light: Light
     if args.save_image:
         for index, frame in enumerate(frames):
             io.write_image(io.forward_frame_path(args.video_save_folder, clip.clip_name, light.index, index), frame)
+            written += 1
+    if args.output_linear:
+        for index, frame in enumerate(io.display_to_linear(io.frames_to_unit(decoded))):
+            io.write_exr(io.forward_linear_frame_path(args.video_save_folder, clip.clip_name, light.index, index), frame)
             written += 1
     path = io.save_image_or_video(io.forward_video_path(args.video_save_folder, clip.clip_name, light.index), frames, args.fps)
     cli.log.info("Saved video to %s", path)
@@ -133,7 +155,7 @@ def load_gbuffers(args: argparse.Namespace, clip: data.GBufferClip, preprocessin
         )
     gbuffers = {}
     for name, paths in clip.passes.items():
-        video = load_frames(paths, preprocessing)[None]
+        video = load_frames(paths, dataclasses.replace(preprocessing, signed_exr=name == "normal"))[None]
         if args.use_fixed_frame_ind:
             video = video[:, :, args.fixed_frame_ind : args.fixed_frame_ind + 1].expand_as(video)
         gbuffers[name] = video
@@ -153,13 +175,14 @@ def validate(args: argparse.Namespace) -> None:
 def render_all(args: argparse.Namespace) -> str:
     validate(args)
     lightings = requested_lightings(args)
+    camera = load_camera_rotations(Path(args.camera_poses), args.num_video_frames) if args.camera_poses else None
     preprocessing = Preprocessing(
         height=args.height,
         width=args.width,
         resize_resolution=tuple(args.resize_resolution) if args.resize_resolution else None,
     )
     clips = data.gbuffer_clips(
-        Path(args.dataset_path), args.num_video_frames, extensions=args.image_extensions or data.FORWARD_EXTENSIONS
+        Path(args.dataset_path), args.num_video_frames, extensions=args.image_extensions or data.IMAGE_EXTENSIONS
     )
     todo = cli.pending_work(
         [(clip, [light for light in lightings if args.overwrite or not cli.all_exist(expected_outputs(args, clip, light))]) for clip in clips]
@@ -190,13 +213,18 @@ def render_all(args: argparse.Namespace) -> str:
     written = 0
     with cli.Progress(todo, args.num_steps, [len(lights) for _, lights in todo]) as progress:
         for clip, lights in todo:
-            gbuffer_condition = renderer.encode_gbuffers(load_gbuffers(args, clip, preprocessing))
+            gbuffers = load_gbuffers(args, clip, preprocessing)
+            gbuffer_condition = renderer.encode_gbuffers(gbuffers)
             for light in lights:
                 if light.index not in lighting_latents:
                     conditions = None
                     if light.hdri is not None:
                         conditions = environment_maps[light.hdri].conditions(
-                            args.height, args.width, args.num_video_frames, rotate_light=args.rotate_light
+                            args.height,
+                            args.width,
+                            args.num_video_frames,
+                            rotate_light=args.rotate_light,
+                            camera_to_world=camera,
                         )
                     lighting_latents[light.index] = renderer.encode_lighting(conditions, gbuffer_condition)
             noises = [work_item_noise(latent_shape, light.seed, clip.clip_name, light.label, light.index) for light in lights]
@@ -205,6 +233,11 @@ def render_all(args: argparse.Namespace) -> str:
             )
             for light, decoded in zip(lights, outputs):
                 written += write_outputs(args, clip, light, decoded)
+            if args.contact_sheet:
+                tiles = [(name, io.frames_to_uint8(video)[0]) for name, video in gbuffers.items()]
+                tiles += [(light.hdri.stem if light.hdri else f"random {light.index}", io.frames_to_uint8(out)[0]) for light, out in zip(lights, outputs)]
+                write_contact_sheet(args.video_save_folder, clip.clip_name, tiles)
+                written += 1
             progress.item_done()
     return f"Done: {len(todo)} clip(s), {written} file(s) written to {args.video_save_folder}"
 

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 
 from cosmos_predict1.checkpoints import INVERSE_MODEL
 from cosmos_predict1.diffusion import cli, data, io
+from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
 from cosmos_predict1.diffusion.networks import INVERSE_7B
 from cosmos_predict1.diffusion.renderer import GBUFFER_INDEX, INVERSE_DEFAULT_PASSES, InverseRenderer, work_item_noise
@@ -50,29 +51,44 @@ def build_parser() -> argparse.ArgumentParser:
     add("--group_mode", type=str, default="folder", choices=["folder", "webdataset"], help="How files form clips.")
     add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
     add("--resize_resolution", type=int, nargs="+", default=None, help="Resize to H W (or shorter side) before the crop.")
+    add(
+        "--output_format",
+        type=str,
+        default="jpg",
+        choices=io.OUTPUT_FORMATS,
+        help="Per-frame G-buffer files: jpg (8 bit, as the original); png16 (16-bit PNG); exr (float EXR for depth "
+        "and normal — normals as signed vectors — and 16-bit PNG for the others). Videos stay 8-bit MP4.",
+    )
     return parser
+
+
+def frame_paths(args: argparse.Namespace, item: data.WorkItem, pass_name: str) -> list[Path]:
+    """The per-frame files of one pass of one work item."""
+    suffix = io.gbuffer_frame_suffix(args.output_format, pass_name)
+    return [
+        io.inverse_frame_path(args.video_save_folder, item.clip_name, item.chunk_index, f, pass_name).with_suffix(suffix)
+        for f in range(len(item.paths))
+    ]
 
 
 def expected_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str) -> list[Path]:
     """Every file one pass of one work item writes."""
-    root = args.video_save_folder
-    paths = []
-    if args.save_image:
-        paths += [io.inverse_frame_path(root, item.clip_name, item.chunk_index, f, pass_name) for f in range(len(item.paths))]
+    paths = frame_paths(args, item, pass_name) if args.save_image else []
     if args.save_video:
-        paths.append(io.image_or_video_path(io.inverse_video_path(root, item.clip_name, pass_name), len(item.paths)))
+        video = io.inverse_video_path(args.video_save_folder, item.clip_name, pass_name)
+        paths.append(io.image_or_video_path(video, len(item.paths)))
     return paths
 
 
 def write_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str, decoded) -> int:
     """Write one pass of one work item; returns the number of files written."""
-    frames = io.frames_to_uint8(decoded)
     written = 0
     if args.save_image:
-        for index, frame in enumerate(frames):
-            io.write_image(io.inverse_frame_path(args.video_save_folder, item.clip_name, item.chunk_index, index, pass_name), frame)
-            written += 1
+        paths = frame_paths(args, item, pass_name)
+        io.write_gbuffer_frames(paths, decoded, pass_name, args.output_format)
+        written += len(paths)
     if args.save_video:
+        frames = io.frames_to_uint8(decoded)
         path = io.save_image_or_video(io.inverse_video_path(args.video_save_folder, item.clip_name, pass_name), frames, args.fps)
         cli.log.info("Saved video to %s", path)
         written += 1
@@ -106,7 +122,7 @@ def render_all(args: argparse.Namespace) -> str:
         overlap=args.overlap_n_frames,
         chunk_mode=args.chunk_mode,
         group_mode=args.group_mode,
-        extensions=args.image_extensions or data.INVERSE_EXTENSIONS,
+        extensions=args.image_extensions or data.IMAGE_EXTENSIONS,
     )
     todo = cli.pending_work(
         [(item, [p for p in args.inference_passes if args.overwrite or not cli.all_exist(expected_outputs(args, item, p))]) for item in items]
@@ -136,6 +152,11 @@ def render_all(args: argparse.Namespace) -> str:
             )
             for name in passes:
                 written += write_outputs(args, item, name, outputs[name])
+            if args.contact_sheet and item.chunk_index == 0:
+                tiles = [("input", io.frames_to_uint8(video)[0])]
+                tiles += [(name, io.frames_to_uint8(outputs[name])[0]) for name in passes]
+                write_contact_sheet(args.video_save_folder, item.clip_name, tiles)
+                written += 1
             progress.item_done()
     return f"Done: {len(todo)} work item(s), {written} file(s) written to {args.video_save_folder}"
 
