@@ -133,3 +133,46 @@ def test_contact_sheets_show_input_and_outputs(tiny_checkpoints: Path, images: P
     assert code == 0
     sheet = iio.imread(tmp_path / "contact_sheets/image_1.png")
     assert sheet.ndim == 3 and sheet.shape[1] == 3 * round(96 * 256 / 64)  # input + 2 passes, tiles 256 high
+
+
+# --- any input size and aspect ratio --------------------------------------------------------------------------
+
+
+def test_placements_keep_the_aspect_ratio() -> None:
+    from cosmos_predict1.diffusion import fit
+
+    pad = fit.place((48, 80), (64, 96), "pad")  # scale 1.2 → 58 × 96, centred
+    assert pad.scaled == (58, 96) and pad.box == (3, 0, 58, 96)
+    crop = fit.place((48, 80), (64, 96), "crop")  # scale 4/3 → 64 × 107, centre 96 columns
+    assert crop.scaled == (64, 107) and crop.box == (0, 0, 64, 96)
+    assert fit.place((48, 80), (64, 96), "stretch").box == (0, 0, 64, 96)
+    mask = fit.padding_mask(pad)
+    assert mask.shape == (1, 1, 64, 96) and mask.sum() == 6 * 96 and mask[0, 0, 3:61].sum() == 0
+
+    rows, cols = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 80), indexing="ij")
+    image = torch.stack([rows, cols, rows * cols])  # smooth, so resampling there and back is close
+    padded = fit.fit_frame(image, pad)
+    assert padded.shape == (3, 64, 96)
+    assert torch.equal(padded[:, 0], padded[:, 3]) and torch.equal(padded[:, 63], padded[:, 60])  # edge repeated
+    video = padded[None, :, None]
+    assert fit.restore(video, pad, "model").shape == (1, 3, 1, 58, 96)
+    back = fit.restore(video, pad, "input")
+    assert back.shape == (1, 3, 1, 48, 80) and (back[0, :, 0] - image).abs().max() < 0.02
+    assert fit.restore(fit.fit_frame(image, crop)[None, :, None], crop, "input").shape == (1, 3, 1, 48, 72)
+
+
+def test_cli_fit_pad_round_trips_the_input_size(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["wide.png"])  # 48 × 80 inputs, model frame 64 × 96
+    assert inverse.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1",
+                         "--group_mode", "webdataset", "--fit", "pad", "--output_size", "input",
+                         "--video_save_folder", str(tmp_path / "inv")]) == 0
+    for name in PASSES:
+        assert iio.imread(tmp_path / f"inv/gbuffer_frames/wide/0000.0000.{name}.jpg").shape == (48, 80, 3)
+    assert forward.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "inv/gbuffer_frames"),
+                         "--num_video_frames", "1", "--envlight_ind", "0", "--fit", "pad", "--output_size", "input",
+                         "--video_save_folder", str(tmp_path / "fwd")]) == 0
+    assert iio.imread(tmp_path / "fwd/wide__0000.relit_0000.jpg").shape == (48, 80, 3)
+    assert inverse.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1",
+                         "--group_mode", "webdataset", "--fit", "crop", "--inference_passes", "depth",
+                         "--video_save_folder", str(tmp_path / "crop")]) == 0
+    assert iio.imread(tmp_path / "crop/wide.depth.jpg").shape == (64, 96, 3)

@@ -22,6 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from cosmos_predict1.checkpoints import TOKENIZER, download_command
 from cosmos_predict1.errors import UserError
 
+from . import fit
+from .frames import Preprocessing
 from .networks import DiffusionRendererDiT, DiTConfig, build_network
 from .networks.acceleration import compile_blocks
 from .renderer import SamplingOptions
@@ -92,6 +94,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="Allow full unpickling of a model.pt that is not a plain tensor file (only for files you trust).",
     )
     add("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
+    add(
+        "--fit",
+        type=str,
+        default="stretch",
+        choices=fit.FIT_MODES,
+        help="How inputs of another aspect ratio meet --height × --width: stretch (the original), crop or pad "
+        "(both keep the aspect ratio; pad marks the border in the model's padding mask).",
+    )
+    add(
+        "--output_size",
+        type=str,
+        default="model",
+        choices=fit.OUTPUT_SIZES,
+        help="model: outputs at --height × --width scale (cut to the content with --fit pad); input: resized back "
+        "to the input's resolution.",
+    )
     add(
         "--contact_sheet",
         type=str2bool,
@@ -166,6 +184,29 @@ def load_models(
         pixel_chunk_duration=TOKENIZER_CHUNK,
     )
     return network, tokenizer
+
+
+def preprocessing(args: argparse.Namespace, **options: bool) -> Preprocessing:
+    """How this run turns input files into model frames (``options``: the script's EXR handling)."""
+    resize = tuple(args.resize_resolution) if args.resize_resolution else None
+    return Preprocessing(height=args.height, width=args.width, resize_resolution=resize, fit=args.fit, **options)
+
+
+def clip_placement(args: argparse.Namespace, frames: Preprocessing, first_file: Path) -> fit.Placement | None:
+    """The placement of a clip in the model frame, or None when outputs stay exactly the model frame."""
+    if args.fit == "stretch" and args.output_size == "model":
+        return None
+    return frames.placement(first_file)
+
+
+def restore_output(args: argparse.Namespace, video: torch.Tensor, placement: fit.Placement | None) -> torch.Tensor:
+    """A decoded output mapped back to the input's aspect ratio / size (identity for the original's settings)."""
+    return video if placement is None else fit.restore(video, placement, args.output_size)
+
+
+def input_padding_mask(placement: fit.Placement | None) -> torch.Tensor | None:
+    """The DiT's padding-mask input for ``--fit pad`` (None: no padding)."""
+    return fit.padding_mask(placement) if placement is not None and placement.mode == "pad" else None
 
 
 def sampling_options(args: argparse.Namespace) -> SamplingOptions:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 from cosmos_predict1.errors import UserError
 
+from .fit import FIT_MODES, Placement, fit_frame, place
+
 EXR_GAMMA = 2.2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +42,8 @@ class Preprocessing:
     result is then centre-cropped to (height, width). ``gamma_encode_exr``: the inverse renderer's step for
     ``.exr`` inputs (clip linear values to [0, 1], power 1/2.2); the forward renderer does not use it.
     ``signed_exr``: ``.exr`` files already hold values in [−1, 1] (normals written by ``--output_format exr``), so
-    the 2x − 1 step is skipped for them.
+    the 2x − 1 step is skipped for them. ``fit``: "stretch" (the resize + crop above) or an aspect-keeping "crop"
+    or "pad" (see ``fit.py``; ``resize_resolution`` must then be None).
     """
 
     height: int
@@ -48,8 +51,13 @@ class Preprocessing:
     resize_resolution: tuple[int, ...] | None = None
     gamma_encode_exr: bool = False
     signed_exr: bool = False
+    fit: str = "stretch"
 
     def __post_init__(self) -> None:
+        if self.fit not in FIT_MODES:
+            raise UserError(f"--fit {self.fit}: choose one of {', '.join(FIT_MODES)}.")
+        if self.fit != "stretch" and self.resize_resolution is not None:
+            raise UserError(f"--fit {self.fit} sizes frames itself: leave out --resize_resolution.")
         if self.height < 1 or self.width < 1:
             raise UserError(f"--height and --width must be positive (got {self.height} x {self.width}).")
         size = self.resize_resolution
@@ -65,6 +73,10 @@ class Preprocessing:
         new_long = int(size[0] * long / short)
         return (size[0], new_long) if height <= width else (new_long, size[0])
 
+    def placement(self, path: Path) -> Placement:
+        """Where the frames of a clip whose first file is ``path`` land in the model frame (for ``fit.restore``)."""
+        return place(read_pixels(Path(path)).shape[:2], (self.height, self.width), self.fit)
+
 
 def load_frames(paths: Sequence[Path], preprocessing: Preprocessing) -> torch.Tensor:
     """The files of one chunk as a float32 video ``[3, T, H, W]`` (T = len(paths)).
@@ -77,8 +89,12 @@ def load_frames(paths: Sequence[Path], preprocessing: Preprocessing) -> torch.Te
 def _frame(path: Path, preprocessing: Preprocessing) -> torch.Tensor:
     """One file as float32 ``[3, H, W]`` in [−1, 1]."""
     image = torch.from_numpy(read_image(path)).permute(2, 0, 1)
-    image = resize(image, preprocessing.resized_size(*image.shape[-2:]))
-    image = center_crop(image, preprocessing.height, preprocessing.width)
+    if preprocessing.fit == "stretch":
+        image = resize(image, preprocessing.resized_size(*image.shape[-2:]))
+        image = center_crop(image, preprocessing.height, preprocessing.width)
+    else:
+        target = (preprocessing.height, preprocessing.width)
+        image = fit_frame(image, place(tuple(image.shape[-2:]), target, preprocessing.fit))
     if preprocessing.signed_exr and path.suffix.lower() == ".exr":
         return image
     image = image * 2 - 1

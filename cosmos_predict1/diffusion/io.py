@@ -79,11 +79,12 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     """uint8 ``[T, H, W, 3]`` → H.264 MP4 via imageio's ffmpeg writer with the original's settings.
 
-    Quality 5 (libx264: crf 25), yuv420p (H and W must be even), no resizing to macro blocks, ffmpeg log level
+    Quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing to macro blocks, ffmpeg log level
     "warning", encoder = imageio-ffmpeg's first available H.264 encoder (libx264 with its bundled ffmpeg).
     """
     frames = _checked(frames, np.uint8, leading_axes=1)
-    height, width = frames.shape[1:3]
+    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
+    frames = np.ascontiguousarray(frames[:, :height, :width])
     with _atomic(Path(path)) as temporary:
         imageio_v2.mimwrite(
             temporary,

@@ -127,10 +127,12 @@ class Renderer:
         noise: torch.Tensor,
         context_index: torch.Tensor | None = None,
         on_step: StepCallback | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample B latents at once: condition ``[B, C, T', h, w]``, unit noise ``[B, 16, T', h, w]``.
 
         With guidance g > 0 the unconditional prediction (condition set to zero) runs in the same batch.
+        ``padding_mask``: ``[1, 1, H, W]``, 1 where the frames are padding (None: no padding).
         """
         guidance = self.options.guidance
         condition = latent_condition.to(device=self.device, dtype=self.dtype)
@@ -138,10 +140,13 @@ class Renderer:
         if guidance > 0:
             condition = torch.cat([condition, torch.zeros_like(condition)])
             index = None if index is None else torch.cat([index, index])
+        mask = None
+        if padding_mask is not None:
+            mask = padding_mask.to(self.device).expand(condition.shape[0], -1, -1, -1)
 
         def denoise(x_scaled: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
             x_in = torch.cat([x_scaled, x_scaled]) if guidance > 0 else x_scaled
-            out = network(x_in, c_noise, condition, fps=MODEL_FPS, context_index=index)
+            out = network(x_in, c_noise, condition, fps=MODEL_FPS, context_index=index, padding_mask=mask)
             if guidance > 0:
                 conditional, unconditional = out.chunk(2)
                 return conditional + guidance * (conditional - unconditional)
@@ -174,6 +179,7 @@ class InverseRenderer(Renderer):
         *,
         normalize_normal: bool = False,
         on_step: StepCallback | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """G-buffers of one clip.
 
@@ -182,6 +188,7 @@ class InverseRenderer(Renderer):
             passes: names from ``GBUFFER_INDEX``.
             noises: one unit-noise latent ``[1, 16, T', H/8, W/8]`` per pass.
             normalize_normal: renormalise the decoded normal vectors (see ``normalize_normals``).
+            padding_mask: ``[1, 1, H, W]``, 1 over padded pixels (``--fit pad``); None = no padding.
 
         Returns:
             pass name → decoded video ``[1, 3, T, H, W]`` float32 in about [−1, 1].
@@ -196,6 +203,7 @@ class InverseRenderer(Renderer):
                 torch.cat([noises[i] for i in batch]),
                 context_index=index,
                 on_step=on_step,
+                padding_mask=padding_mask,
             )
             for name, decoded in zip(names, self.decode(latents)):
                 outputs[name] = normalize_normals(decoded) if name == "normal" and normalize_normal else decoded
@@ -249,6 +257,7 @@ class ForwardRenderer(Renderer):
         noises: Sequence[torch.Tensor],
         *,
         on_step: StepCallback | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """Relit videos of one clip, one per lighting.
 
@@ -256,6 +265,7 @@ class ForwardRenderer(Renderer):
             gbuffer_condition: ``encode_gbuffers(...)`` of the clip.
             lighting_conditions: ``encode_lighting(...)`` per output.
             noises: one unit-noise latent ``[1, 16, T', h, w]`` per output.
+            padding_mask: ``[1, 1, H, W]``, 1 over padded pixels (``--fit pad``); None = no padding.
 
         Returns:
             decoded videos ``[1, 3, T, H, W]`` float32, in the order of ``lighting_conditions``.
@@ -265,6 +275,8 @@ class ForwardRenderer(Renderer):
             condition = torch.cat(
                 [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
             )
-            latents = self.sample(condition, torch.cat([noises[i] for i in batch]), on_step=on_step)
+            latents = self.sample(
+                condition, torch.cat([noises[i] for i in batch]), on_step=on_step, padding_mask=padding_mask
+            )
             outputs.extend(self.decode(latents))
         return outputs

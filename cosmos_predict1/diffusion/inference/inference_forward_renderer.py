@@ -176,11 +176,7 @@ def render_all(args: argparse.Namespace) -> str:
     validate(args)
     lightings = requested_lightings(args)
     camera = load_camera_rotations(Path(args.camera_poses), args.num_video_frames) if args.camera_poses else None
-    preprocessing = Preprocessing(
-        height=args.height,
-        width=args.width,
-        resize_resolution=tuple(args.resize_resolution) if args.resize_resolution else None,
-    )
+    preprocessing = cli.preprocessing(args)
     clips = data.gbuffer_clips(
         Path(args.dataset_path), args.num_video_frames, extensions=args.image_extensions or data.IMAGE_EXTENSIONS
     )
@@ -214,6 +210,7 @@ def render_all(args: argparse.Namespace) -> str:
     with cli.Progress(todo, args.num_steps, [len(lights) for _, lights in todo]) as progress:
         for clip, lights in todo:
             gbuffers = load_gbuffers(args, clip, preprocessing)
+            placement = cli.clip_placement(args, preprocessing, next(iter(clip.passes.values()))[0])
             gbuffer_condition = renderer.encode_gbuffers(gbuffers)
             for light in lights:
                 if light.index not in lighting_latents:
@@ -229,8 +226,14 @@ def render_all(args: argparse.Namespace) -> str:
                     lighting_latents[light.index] = renderer.encode_lighting(conditions, gbuffer_condition)
             noises = [work_item_noise(latent_shape, light.seed, clip.clip_name, light.label, light.index) for light in lights]
             outputs = renderer.render(
-                gbuffer_condition, [lighting_latents[light.index] for light in lights], noises, on_step=progress.step
+                gbuffer_condition,
+                [lighting_latents[light.index] for light in lights],
+                noises,
+                on_step=progress.step,
+                padding_mask=cli.input_padding_mask(placement),
             )
+            outputs = [cli.restore_output(args, out, placement) for out in outputs]
+            gbuffers = {name: cli.restore_output(args, video, placement) for name, video in gbuffers.items()}
             for light, decoded in zip(lights, outputs):
                 written += write_outputs(args, clip, light, decoded)
             if args.contact_sheet:

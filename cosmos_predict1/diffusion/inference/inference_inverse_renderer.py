@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 from cosmos_predict1.checkpoints import INVERSE_MODEL
 from cosmos_predict1.diffusion import cli, data, io
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
-from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
+from cosmos_predict1.diffusion.frames import load_frames
 from cosmos_predict1.diffusion.networks import INVERSE_7B
 from cosmos_predict1.diffusion.renderer import GBUFFER_INDEX, INVERSE_DEFAULT_PASSES, InverseRenderer, work_item_noise
 from cosmos_predict1.errors import UserError
@@ -110,12 +110,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def render_all(args: argparse.Namespace) -> str:
     validate(args)
-    preprocessing = Preprocessing(
-        height=args.height,
-        width=args.width,
-        resize_resolution=tuple(args.resize_resolution) if args.resize_resolution else None,
-        gamma_encode_exr=True,
-    )
+    preprocessing = cli.preprocessing(args, gamma_encode_exr=True)
     items = data.inverse_work_items(
         Path(args.dataset_path),
         args.num_video_frames,
@@ -146,10 +141,18 @@ def render_all(args: argparse.Namespace) -> str:
     with cli.Progress(todo, args.num_steps, [len(passes) for _, passes in todo]) as progress:
         for item, passes in todo:
             video = load_frames(item.paths, preprocessing)[None]
+            placement = cli.clip_placement(args, preprocessing, item.paths[0])
             noises = [work_item_noise(latent_shape, args.seed, item.clip_name, item.chunk_index, p) for p in passes]
             outputs = renderer.render(
-                video, passes, noises, normalize_normal=args.normalize_normal, on_step=progress.step
+                video,
+                passes,
+                noises,
+                normalize_normal=args.normalize_normal,
+                on_step=progress.step,
+                padding_mask=cli.input_padding_mask(placement),
             )
+            outputs = {name: cli.restore_output(args, out, placement) for name, out in outputs.items()}
+            video = cli.restore_output(args, video, placement)
             for name in passes:
                 written += write_outputs(args, item, name, outputs[name])
             if args.contact_sheet and item.chunk_index == 0:
