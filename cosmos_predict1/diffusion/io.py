@@ -8,7 +8,7 @@ existing output is whole). Parent folders are created as needed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,26 +77,45 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
-    """uint8 ``[T, H, W, 3]`` → H.264 MP4 via imageio's ffmpeg writer with the original's settings.
-
-    Quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing to macro blocks, ffmpeg log level
-    "warning", encoder = imageio-ffmpeg's first available H.264 encoder (libx264 with its bundled ffmpeg).
-    """
+    """uint8 ``[T, H, W, 3]`` → H.264 MP4 (see ``video_writer``)."""
     frames = _checked(frames, np.uint8, leading_axes=1)
-    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
-    frames = np.ascontiguousarray(frames[:, :height, :width])
+    with video_writer(path, fps) as append:
+        for frame in frames:
+            append(frame)
+
+
+@contextmanager
+def video_writer(path: str | os.PathLike, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """Stream uint8 ``[H, W, 3]`` frames into an MP4 written atomically, with the original's settings.
+
+    imageio's ffmpeg writer: quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing
+    to macro blocks, ffmpeg log level "warning", encoder = imageio-ffmpeg's first available H.264 encoder.
+    """
     with _atomic(Path(path)) as temporary:
-        imageio_v2.mimwrite(
-            temporary,
-            frames,
-            format="FFMPEG",
-            fps=fps,
-            quality=VIDEO_QUALITY,
-            macro_block_size=1,
-            ffmpeg_log_level="warning",
-            ffmpeg_params=["-s", f"{width}x{height}"],
-            output_params=["-f", "mp4"],
-        )
+        writer = None
+        try:
+
+            def append(frame: np.ndarray) -> None:
+                nonlocal writer
+                frame = _checked(frame, np.uint8)
+                height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+                if writer is None:
+                    writer = imageio_v2.get_writer(
+                        temporary,
+                        format="FFMPEG",
+                        fps=fps,
+                        quality=VIDEO_QUALITY,
+                        macro_block_size=1,
+                        ffmpeg_log_level="warning",
+                        ffmpeg_params=["-s", f"{width}x{height}"],
+                        output_params=["-f", "mp4"],
+                    )
+                writer.append_data(np.ascontiguousarray(frame[:height, :width]))
+
+            yield append
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from cosmos_predict1.checkpoints import FORWARD_MODEL
 from cosmos_predict1.diffusion import cli, data, io
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
 from cosmos_predict1.diffusion.envmap import EnvironmentMap, load_camera_rotations
 from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
@@ -74,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON with frames[].transform_matrix (camera-to-world, NeRF style) for the clip's frames: the "
         "environment then stays fixed in the world while the camera moves (rotations relative to frame 0).",
     )
+    add(
+        "--stitch_chunks",
+        type=cli.str2bool,
+        default=False,
+        help="Also write one continuous <clip>.relit_XXXX.mp4 per inverse clip from its chunks <clip>/<chunk>, "
+        "cross-fading the overlap (needs --save_image=True and the inverse run's --overlap_n_frames).",
+    )
+    add("--overlap_n_frames", type=int, default=0, help="The inverse run's chunk overlap (for --stitch_chunks).")
     add(
         "--output_linear",
         type=cli.str2bool,
@@ -170,6 +180,36 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError(f"--fixed_frame_ind {args.fixed_frame_ind}: must be in 0..{args.num_video_frames - 1}.")
     if args.env_strength <= 0:
         raise UserError(f"--env_strength {args.env_strength}: must be positive.")
+    if args.stitch_chunks and not args.save_image:
+        raise UserError("--stitch_chunks builds the clip videos from the per-frame files: add --save_image=True.")
+    if args.stitch_chunks and not 0 <= 2 * args.overlap_n_frames <= args.num_video_frames:
+        raise UserError("--overlap_n_frames: between 0 and half of --num_video_frames for --stitch_chunks.")
+
+
+def stitch_clip_videos(args: argparse.Namespace, clips: list[data.GBufferClip], lightings: list[Lighting]) -> int:
+    """One continuous relit video per inverse clip with several chunks (``<clip>/<chunk>`` forward clips)."""
+    step = args.num_video_frames - args.overlap_n_frames
+    chunks = defaultdict(list)
+    for clip in clips:
+        parent, _, chunk = clip.clip_name.rpartition("/")
+        if parent and chunk.isdigit():
+            chunks[parent].append((int(chunk), clip))
+    written = 0
+    for parent, members in chunks.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda member: member[0])
+        length = members[-1][0] * step + members[-1][1].num_real_frames
+        for light in lightings:
+            files = [
+                [io.forward_frame_path(args.video_save_folder, clip.clip_name, light.index, f) for f in range(args.num_video_frames)]
+                for _, clip in members
+            ]
+            path = io.forward_video_path(args.video_save_folder, parent, light.index)
+            write_stitched_video(path, files, step, length, args.fps)
+            cli.log.info("Saved stitched video to %s", path)
+            written += 1
+    return written
 
 
 def render_all(args: argparse.Namespace) -> str:
@@ -184,6 +224,8 @@ def render_all(args: argparse.Namespace) -> str:
         [(clip, [light for light in lightings if args.overwrite or not cli.all_exist(expected_outputs(args, clip, light))]) for clip in clips]
     )
     if not todo:
+        if args.stitch_chunks:
+            stitch_clip_videos(args, clips, lightings)
         return f"Nothing to do: all outputs of {len(clips)} clip(s) exist in {args.video_save_folder} (--overwrite redoes them)"
 
     device = cli.compute_device(args.device)
@@ -242,6 +284,8 @@ def render_all(args: argparse.Namespace) -> str:
                 write_contact_sheet(args.video_save_folder, clip.clip_name, tiles)
                 written += 1
             progress.item_done()
+    if args.stitch_chunks:
+        written += stitch_clip_videos(args, clips, lightings)
     return f"Done: {len(todo)} clip(s), {written} file(s) written to {args.video_save_folder}"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 from cosmos_predict1.checkpoints import INVERSE_MODEL
 from cosmos_predict1.diffusion import cli, data, io
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.frames import read_image
+from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.frames import load_frames
 from cosmos_predict1.diffusion.networks import INVERSE_7B
 from cosmos_predict1.diffusion.renderer import GBUFFER_INDEX, INVERSE_DEFAULT_PASSES, InverseRenderer, work_item_noise
@@ -59,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Per-frame G-buffer files: jpg (8 bit, as the original); png16 (16-bit PNG); exr (float EXR for depth "
         "and normal — normals as signed vectors — and 16-bit PNG for the others). Videos stay 8-bit MP4.",
     )
+    add(
+        "--stitch_chunks",
+        type=cli.str2bool,
+        default=False,
+        help="With --chunk_mode all: write one continuous <clip>.<pass>.mp4 per clip, cross-fading the "
+        "--overlap_n_frames frames that neighbouring chunks share (needs --save_image=True).",
+    )
     return parser
 
 
@@ -71,23 +81,23 @@ def frame_paths(args: argparse.Namespace, item: data.WorkItem, pass_name: str) -
     ]
 
 
-def expected_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str) -> list[Path]:
-    """Every file one pass of one work item writes."""
+def expected_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str, with_video: bool) -> list[Path]:
+    """Every file one pass of one work item writes (``with_video``: its own clip video; False when stitched)."""
     paths = frame_paths(args, item, pass_name) if args.save_image else []
-    if args.save_video:
+    if with_video:
         video = io.inverse_video_path(args.video_save_folder, item.clip_name, pass_name)
         paths.append(io.image_or_video_path(video, len(item.paths)))
     return paths
 
 
-def write_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str, decoded) -> int:
+def write_outputs(args: argparse.Namespace, item: data.WorkItem, pass_name: str, decoded, with_video: bool) -> int:
     """Write one pass of one work item; returns the number of files written."""
     written = 0
     if args.save_image:
         paths = frame_paths(args, item, pass_name)
         io.write_gbuffer_frames(paths, decoded, pass_name, args.output_format)
         written += len(paths)
-    if args.save_video:
+    if with_video:
         frames = io.frames_to_uint8(decoded)
         path = io.save_image_or_video(io.inverse_video_path(args.video_save_folder, item.clip_name, pass_name), frames, args.fps)
         cli.log.info("Saved video to %s", path)
@@ -106,6 +116,33 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError("--save_image and --save_video are both False: nothing would be written.")
     if args.dataset_path is None:
         raise UserError("--dataset_path is required: the folder of input images or video frames.")
+    if args.stitch_chunks and not args.save_image:
+        raise UserError("--stitch_chunks builds the clip videos from the per-frame files: keep --save_image=True.")
+    if args.stitch_chunks and 2 * args.overlap_n_frames > args.num_video_frames:
+        raise UserError("--stitch_chunks: --overlap_n_frames may be at most half of --num_video_frames.")
+
+
+def stitch_clip_videos(args: argparse.Namespace, items: list[data.WorkItem], processed: set[str]) -> int:
+    """One continuous video per multi-chunk clip and pass; redone for clips processed now or missing a video."""
+    step = args.num_video_frames - args.overlap_n_frames
+    chunks = defaultdict(list)
+    for item in items:
+        chunks[item.clip_name].append(item)
+    written = 0
+    for clip, clip_chunks in chunks.items():
+        if len(clip_chunks) < 2:
+            continue
+        length = clip_chunks[-1].chunk_index * step + clip_chunks[-1].num_real_frames
+        for name in args.inference_passes:
+            path = io.inverse_video_path(args.video_save_folder, clip, name)
+            if clip in processed or args.overwrite or not path.is_file():
+                files = [frame_paths(args, chunk, name) for chunk in clip_chunks]
+                signed = name == "normal" and io.gbuffer_frame_suffix(args.output_format, name) == ".exr"
+                read = (lambda p: (read_image(p) + 1) / 2) if signed else read_image
+                write_stitched_video(path, files, step, length, args.fps, read)
+                cli.log.info("Saved stitched video to %s", path)
+                written += 1
+    return written
 
 
 def render_all(args: argparse.Namespace) -> str:
@@ -119,10 +156,20 @@ def render_all(args: argparse.Namespace) -> str:
         group_mode=args.group_mode,
         extensions=args.image_extensions or data.IMAGE_EXTENSIONS,
     )
+    chunks_per_clip = defaultdict(int)
+    for item in items:
+        chunks_per_clip[item.clip_name] += 1
+    stitched = {clip for clip, count in chunks_per_clip.items() if args.stitch_chunks and count > 1}
+    with_video = {item.clip_name: args.save_video and item.clip_name not in stitched for item in items}
     todo = cli.pending_work(
-        [(item, [p for p in args.inference_passes if args.overwrite or not cli.all_exist(expected_outputs(args, item, p))]) for item in items]
+        [
+            (item, [p for p in args.inference_passes if args.overwrite or not cli.all_exist(expected_outputs(args, item, p, with_video[item.clip_name]))])
+            for item in items
+        ]
     )
     if not todo:
+        if stitched:
+            stitch_clip_videos(args, items, processed=set())
         return f"Nothing to do: all outputs of {len(items)} work item(s) exist in {args.video_save_folder} (--overwrite redoes them)"
 
     device = cli.compute_device(args.device)
@@ -154,13 +201,15 @@ def render_all(args: argparse.Namespace) -> str:
             outputs = {name: cli.restore_output(args, out, placement) for name, out in outputs.items()}
             video = cli.restore_output(args, video, placement)
             for name in passes:
-                written += write_outputs(args, item, name, outputs[name])
+                written += write_outputs(args, item, name, outputs[name], with_video[item.clip_name])
             if args.contact_sheet and item.chunk_index == 0:
                 tiles = [("input", io.frames_to_uint8(video)[0])]
                 tiles += [(name, io.frames_to_uint8(outputs[name])[0]) for name in passes]
                 write_contact_sheet(args.video_save_folder, item.clip_name, tiles)
                 written += 1
             progress.item_done()
+    if stitched:
+        written += stitch_clip_videos(args, items, processed={item.clip_name for item, _ in todo})
     return f"Done: {len(todo)} work item(s), {written} file(s) written to {args.video_save_folder}"
 
 
