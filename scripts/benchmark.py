@@ -361,11 +361,22 @@ def markdown(records: list[Record], environment: dict) -> str:
             r.note,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    header = (
-        f"GPU: {environment['gpu']}; torch {environment['torch']}; CUDA {environment['cuda']}; "
-        f"date {environment['date']}; command: `{environment['command']}`"
-    )
-    return header + "\n\n" + "\n".join(lines) + "\n"
+    header = [
+        "# Benchmarks",
+        "",
+        "Written by `scripts/benchmark.py` (the same figures are in `BENCHMARKS.json`). 7B-sized random weights,",
+        "bf16, 704×1280. *floor*: the arithmetic floor from the ceilings measured in the same run (linear FLOPs at",
+        "the matmul rate + attention FLOPs at the SDPA rate, with the exact uniform-context cross-attention",
+        "shortcut); *anchor*: diffusers' `CosmosTransformer3DModel`, the same 7B architecture, at the same shape.",
+        "End-to-end rows include tokenizer encodes and decodes; peak = `torch.cuda.max_memory_allocated`.",
+        "",
+        f"- GPU: {environment['gpu']}",
+        f"- torch {environment['torch']}, CUDA {environment['cuda']}",
+        f"- date: {environment['date']}",
+        f"- command: `{environment['command']}`",
+        "",
+    ]
+    return "\n".join(header) + "\n" + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
