@@ -86,3 +86,25 @@ def test_fast_paths_equal_plain_path_in_bf16(base) -> None:
     }
     print(f"{base is INVERSE_7B and 'inverse' or 'forward'}: relative RMS vs plain path {errors}")
     assert errors["shortcut+cudnn"] < 1e-2 and errors["compiled"] < 1e-2 and errors["streamed"] == 0.0
+
+
+def test_compiled_tokenizer_equals_eager_in_bf16() -> None:
+    from diffusers import AutoencoderKLCosmos
+
+    from cosmos_predict1.diffusion.tokenizer import VideoTokenizer
+
+    torch.manual_seed(0)
+    c = 32
+    vae = AutoencoderKLCosmos(
+        encoder_block_out_channels=(c, 2 * c, 4 * c, 4 * c),
+        decode_block_out_channels=(2 * c, 4 * c, 4 * c, 4 * c),
+        latents_mean=None,
+        latents_std=None,
+    ).to("cuda", torch.bfloat16)
+    tokenizer = VideoTokenizer(vae, (torch.zeros(256), torch.ones(256)), (torch.zeros(16), torch.ones(16)), 57)
+    video = torch.rand(1, 3, 57, 64, 96, device="cuda", dtype=torch.bfloat16) * 2 - 1
+    latent, decoded = tokenizer.encode(video), tokenizer.decode(tokenizer.encode(video))
+    tokenizer.compile()
+    errors = (relative_rms(tokenizer.encode(video), latent), relative_rms(tokenizer.decode(latent), decoded))
+    print(f"compiled tokenizer vs eager, bf16 relative RMS: encode {errors[0]:.2e}, decode {errors[1]:.2e}")
+    assert max(errors) < 2e-2

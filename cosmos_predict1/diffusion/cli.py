@@ -27,7 +27,7 @@ from .frames import Preprocessing
 from .networks import DiffusionRendererDiT, DiTConfig, build_network
 from .networks.acceleration import compile_blocks
 from .renderer import SamplingOptions
-from .tokenizer import load_tokenizer
+from .tokenizer import VideoTokenizer, load_tokenizer
 
 log = logging.getLogger("cosmos_predict1")
 
@@ -86,7 +86,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Most outputs of one clip sampled together (default: from the clip size; all 5 passes of an image).",
     )
-    add("--compile", type=str2bool, default=None, help="torch.compile the DiT blocks (default: on for GPUs).")
+    add("--compile", type=str2bool, default=None, help="torch.compile the DiT and tokenizer (default: on for GPUs).")
     add("--overwrite", action="store_true", help="Redo work items whose outputs already exist.")
     add(
         "--allow_unsafe_checkpoint",
@@ -213,10 +213,11 @@ def sampling_options(args: argparse.Namespace) -> SamplingOptions:
     return SamplingOptions(num_steps=args.num_steps, guidance=args.guidance, max_batch=args.max_batch)
 
 
-def accelerate(network: DiffusionRendererDiT, args: argparse.Namespace, device: torch.device) -> None:
-    """Compile the DiT blocks where asked (default: on CUDA devices)."""
+def accelerate(network: DiffusionRendererDiT, tokenizer: VideoTokenizer, args: argparse.Namespace, device: torch.device) -> None:
+    """Compile the DiT blocks and the tokenizer where asked (default: on CUDA devices)."""
     if args.compile if args.compile is not None else device.type == "cuda":
         compile_blocks(network)
+        tokenizer.compile()
 
 
 def all_exist(paths: Iterable[Path]) -> bool:

@@ -245,7 +245,7 @@ def render_all(args: argparse.Namespace) -> str:
         offload_network=args.offload_diffusion_transformer,
         offload_tokenizer=args.offload_tokenizer,
     )
-    cli.accelerate(network, args, device)
+    cli.accelerate(network, tokenizer, args, device)
     latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
     lighting_latents: dict[int, torch.Tensor] = {}
     written = 0

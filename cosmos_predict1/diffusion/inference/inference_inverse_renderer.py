@@ -182,7 +182,7 @@ def render_all(args: argparse.Namespace) -> str:
         offload_network=args.offload_diffusion_transformer,
         offload_tokenizer=args.offload_tokenizer,
     )
-    cli.accelerate(network, args, device)
+    cli.accelerate(network, tokenizer, args, device)
     latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
     written = 0
     with cli.Progress(todo, args.num_steps, [len(passes) for _, passes in todo]) as progress:
