@@ -6,12 +6,14 @@ The chain, as the original computes it:
 2. resample it into a 512² cube map;
 3. per output pixel (i, j) take the lat-long direction d with θ = π·linspace(1/H, 1 − 1/H, H)[i] (not pixel
    centres) and φ = π·linspace(−1 + 1/W, 1 − 1/W, W)[j]: d = (sinθ sinφ, cosθ, −sinθ cosφ); rotate it by the
-   camera pose and by the frame's light rotation about +Y; look the cube map up at −d; flip the image on both axes;
+   camera pose, then by the frame's light rotation about +Y; look the cube map up at −d; flip the image on both
+   axes;
 4. tone-map: env_ldr = sRGB(clamp(Reinhard₁₆(L), 0, 1)), env_log = clamp(sRGB(log1p(L)/log1p(10000)), 0, 1),
    both mapped to [−1, 1]; env_nrm is the (unrotated) direction map −d flipped, a unit vector per pixel.
 
-The cube-map lookups are pure PyTorch (``cubemap.py``) and run on any device; with ``backend="nvdiffrast"`` on a
-GPU where nvdiffrast is installed, its texture op is used instead.
+The net effect: with no rotation, output pixel (i, j) shows the HDRI as stored at u = (j + 0.5)/W, v = θ_i/π; a
+light rotation by a shows u + a/2π there instead. The texture lookups are pure PyTorch (``cubemap.py``) on any
+device; with ``backend="nvdiffrast"`` (or ``"auto"`` on CUDA where nvdiffrast is installed) its texture op is used.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,70 +39,103 @@ LOG_SCALE = 10000.0
 REINHARD_MAX_POINT = 16.0
 CUBE_RESOLUTION = 512
 HDR_SUFFIXES = (".hdr", ".exr")
+BACKENDS = ("auto", "torch", "nvdiffrast")
 
 
-def read_hdr(path: Path) -> torch.Tensor:
-    """An HDR image as float32 ``[h, w, 3]`` linear RGB, values as stored (NaN/Inf kept; alpha dropped)."""
+def read_hdr(path: Path | str) -> torch.Tensor:
+    """An HDR image as float32 ``[h, w, 3]`` linear RGB, values as stored (NaN/Inf kept).
+
+    Alpha is dropped and a single channel is replicated to RGB. ``UserError`` for a missing, unreadable or
+    non-float file and for any extension other than ``.hdr``/``.exr``.
+    """
     path = Path(path)
+    fix = "give an equirectangular .hdr (Radiance) or .exr (OpenEXR) file"
     if path.suffix.lower() not in HDR_SUFFIXES:
-        raise UserError(f"{path}: environment maps must be .hdr (Radiance) or .exr (OpenEXR) files.")
-    pixels = read_pixels(path)
+        raise UserError(f"{path}: not an HDR environment map; {fix}.")
+    if not path.is_file():
+        raise UserError(f"{path}: environment map not found; {fix}.")
+    try:
+        pixels = read_pixels(path)
+    except UserError as err:
+        reason = " ".join(str(err.__cause__ or err).split())
+        raise UserError(f"{path}: cannot read the environment map ({reason}); {fix}.") from err
     if pixels.dtype.kind != "f":
-        raise UserError(f"{path}: not a floating-point HDR image ({pixels.dtype}); save it as .hdr or .exr.")
+        raise UserError(f"{path}: integer pixels ({pixels.dtype}), not HDR radiance; {fix} with float pixels.")
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
-        raise UserError(f"{path}: unsupported image layout {list(pixels.shape)}.")
+    if pixels.ndim != 3 or pixels.shape[-1] > 4:
+        raise UserError(f"{path}: unsupported image layout {list(pixels.shape)}; {fix} with RGB or Y channels.")
     if pixels.shape[-1] < 3:
         pixels = np.repeat(pixels[..., :1], 3, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(pixels[..., :3], dtype=np.float32))
 
 
-def prepare_latlong(image: torch.Tensor, *, strength: float = 1.0, flip: bool = True, rotation_deg: float = 180.0) -> torch.Tensor:
-    """Scale, clean (NaN → 0, ±Inf → 65504/0, clamp to [0, 65504]), mirror and roll an HDRI ``[h, w, 3]``."""
+def warn_invalid_texels(image: torch.Tensor, source: str) -> None:
+    """Log how many texels of ``image`` ``[h, w, C]`` are NaN, infinite or negative (the cleanup replaces them)."""
+    masks = {"NaN": torch.isnan(image), "infinite": torch.isinf(image), "negative": image < 0}
+    counts = {label: int(mask.any(-1).sum()) for label, mask in masks.items()}
+    if any(counts.values()):
+        found = ", ".join(f"{count} {label}" for label, count in counts.items() if count)
+        log.warning("%s: %s texel(s) replaced (NaN → 0, +Inf → 65504, negative → 0)", source, found)
+
+
+def prepare_latlong(
+    image: torch.Tensor, *, strength: float = 1.0, flip: bool = True, rotation_deg: float = 180.0
+) -> torch.Tensor:
+    """Scale, clean, mirror and roll an HDRI ``[h, w, C]`` as the original does → float32 in [0, 65504].
+
+    ×strength; NaN → 0, +Inf → 65504, −Inf → 0, clamp; reverse the columns if ``flip``; roll by
+    int(w·rotation_deg/360) columns towards larger column indices.
+    """
     image = torch.nan_to_num(image * strength, nan=0.0, posinf=HALF_MAX, neginf=0.0).clamp(0.0, HALF_MAX)
     if flip:
         image = torch.flip(image, dims=[1])
-    if rotation_deg != 0:
-        image = torch.roll(image, shifts=int(image.shape[1] * rotation_deg / 360), dims=1)
-    return image
+    return torch.roll(image, shifts=int(image.shape[1] * rotation_deg / 360), dims=1)
 
 
 def latlong_directions(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """d(i, j) = (sinθ sinφ, cosθ, −sinθ cosφ) on the original's grid, float32 ``[H, W, 3]``."""
+    """d(i, j) = (sinθ sinφ, cosθ, −sinθ cosφ) on the original's grid: unit vectors, float32 ``[H, W, 3]``."""
     rows = torch.linspace(1.0 / height, 1.0 - 1.0 / height, height, device=device)
     cols = torch.linspace(-1.0 + 1.0 / width, 1.0 - 1.0 / width, width, device=device)
-    gy, gx = torch.meshgrid(rows, cols, indexing="ij")
-    sin_theta, cos_theta = torch.sin(gy * math.pi), torch.cos(gy * math.pi)
-    sin_phi, cos_phi = torch.sin(gx * math.pi), torch.cos(gx * math.pi)
-    return torch.stack((sin_theta * sin_phi, cos_theta, -sin_theta * cos_phi), dim=-1)
+    theta, phi = torch.meshgrid(rows * math.pi, cols * math.pi, indexing="ij")
+    return torch.stack((theta.sin() * phi.sin(), theta.cos(), -theta.sin() * phi.cos()), dim=-1)
+
+
+def environment_directions(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The env_nrm map n(i, j) = (sinθ sinφ, cosθ, sinθ cosφ) = −d flipped on both axes, float32 ``[H, W, 3]``."""
+    return -torch.flip(latlong_directions(height, width, device), dims=[0, 1])
 
 
 def light_rotation_angles(num_frames: int, rotate: bool) -> np.ndarray:
-    """Per-frame angle about +Y: linspace(0, 2π, T) (both ends included) when rotating, else zeros."""
+    """Per-frame angle (radians) about +Y: linspace(0, 2π, T) (both ends included) when rotating, else zeros."""
     return np.linspace(0, 2 * np.pi, num_frames) if rotate else np.zeros(num_frames)
 
 
 def rotation_y(angle: float) -> torch.Tensor:
-    """[[c, 0, s], [0, 1, 0], [−s, 0, c]] in float32 from float64 sin/cos."""
+    """[[c, 0, s], [0, 1, 0], [−s, 0, c]] in float32 from float64 sin/cos: ``[3, 3]``."""
     s, c = np.sin(angle), np.cos(angle)
     return torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float32)
 
 
-def query_directions(
-    directions: torch.Tensor, angles: np.ndarray, camera_to_world: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cube-map lookup directions ``[T, H, W, 3]``: −(R_y(a_t) · R_c2w,t · d) for every pixel direction d.
+def frame_rotations(angles: np.ndarray, camera_to_world: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame rotation of the lookup direction, R_y(a_t)·R_c2w,t: float32 ``[T, 3, 3]``.
 
-    ``camera_to_world``: ``[T, 3, 3]`` camera rotations (None = identity, the renderers' fixed camera).
+    ``camera_to_world``: ``[T, 3, 3]`` camera rotations; None is the original's fixed identity camera (and gives
+    bit-for-bit the same result as identity matrices).
     """
+    rotations = torch.stack([rotation_y(angle) for angle in angles])
+    if camera_to_world is None:
+        return rotations
+    if camera_to_world.shape != rotations.shape:
+        raise ValueError(f"camera_to_world must be [{len(angles)}, 3, 3], got {list(camera_to_world.shape)}")
+    return rotations @ camera_to_world.to(rotations)
+
+
+def query_directions(directions: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Cube-map lookup directions −(R·d): directions ``[H, W, 3]``, rotations ``[..., 3, 3]`` → ``[..., H, W, 3]``."""
     height, width, _ = directions.shape
-    flat = directions.reshape(-1, 3)
-    queries = []
-    for frame, angle in enumerate(angles):
-        camera = flat if camera_to_world is None else flat @ camera_to_world[frame].to(flat).T
-        queries.append(-(camera @ rotation_y(angle).to(flat.device).T))
-    return torch.stack(queries).reshape(len(angles), height, width, 3)
+    rotated = directions.reshape(-1, 3) @ rotation.to(directions).transpose(-1, -2)
+    return -rotated.reshape(*rotation.shape[:-2], height, width, 3)
 
 
 def load_camera_rotations(path: Path, num_frames: int) -> torch.Tensor:
@@ -125,23 +161,24 @@ def load_camera_rotations(path: Path, num_frames: int) -> torch.Tensor:
 
 
 def srgb(x: torch.Tensor) -> torch.Tensor:
-    """12.92·x below 0.0031308, else 1.055·x^(1/2.4) − 0.055."""
+    """sRGB encoding of linear x ≥ 0: 12.92·x up to 0.0031308, else 1.055·x^(1/2.4) − 0.055 (no clamp)."""
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
 def reinhard(x: torch.Tensor, max_point: float = REINHARD_MAX_POINT) -> torch.Tensor:
-    """x·(1 + x/max²)/(1 + x): 1 at x = max_point."""
+    """Extended Reinhard x·(1 + x/max²)/(1 + x): 1 at x = max_point, above 1 beyond it."""
     return x * (1 + x / max_point**2) / (1 + x)
 
 
 def tone_map(radiance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ldr, log) in [0, 1] from linear radiance ≥ 0."""
+    """(ldr, log), both in [0, 1] and shaped like the linear radiance ≥ 0 they come from."""
     ldr = srgb(reinhard(radiance).clamp(0, 1))
-    logarithmic = srgb(torch.log1p(radiance) / np.log1p(LOG_SCALE)).clamp(0, 1)
+    logarithmic = srgb(torch.log1p(radiance) / math.log1p(LOG_SCALE)).clamp(0, 1)
     return ldr, logarithmic
 
 
 def _nvdiffrast():
+    """The ``nvdiffrast.torch`` module, or None where it is not installed."""
     try:
         import nvdiffrast.torch as dr
     except ImportError:
@@ -149,58 +186,69 @@ def _nvdiffrast():
     return dr
 
 
-class EnvironmentMap:
-    """A prepared HDRI as a cube map, ready to produce the lighting conditions of any clip size."""
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """"torch" or "nvdiffrast": "auto" picks nvdiffrast on CUDA where it is installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+    on_cuda = torch.device(device).type == "cuda"
+    if backend == "auto":
+        return "nvdiffrast" if on_cuda and _nvdiffrast() is not None else "torch"
+    if backend == "nvdiffrast" and not (on_cuda and _nvdiffrast() is not None):
+        raise UserError("the nvdiffrast backend needs nvdiffrast installed and a CUDA device; use backend='torch'.")
+    return backend
 
-    def __init__(self, cube: torch.Tensor, name: str = "", backend: str = "torch") -> None:
-        """``cube``: ``[6, R, R, 3]`` float32 radiance; ``backend``: "torch" or "nvdiffrast" (CUDA only)."""
-        if backend not in ("torch", "nvdiffrast"):
-            raise ValueError(f"unknown backend {backend!r}")
-        if backend == "nvdiffrast" and (cube.device.type != "cuda" or _nvdiffrast() is None):
-            raise UserError("the nvdiffrast backend needs nvdiffrast installed and a CUDA device")
-        self.cube, self.name, self.backend = cube, name, backend
-        self._padded = cube_ops.pad_cubemap(cube) if backend == "torch" else None
+
+def _nvdiffrast_latlong(texture: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``cube_ops.sample_latlong`` done by nvdiffrast (bilinear, wrap-around)."""
+    uv = torch.stack([u, v], dim=-1)[None].contiguous()
+    return _nvdiffrast().texture(texture[None].contiguous(), uv, filter_mode="linear")[0]
+
+
+class EnvironmentMap:
+    """A prepared HDRI as a cube map, built once and reused for the lighting conditions of any number of clips."""
+
+    def __init__(self, cube: torch.Tensor, name: str = "", backend: str = "auto") -> None:
+        """``cube``: ``[6, R, R, 3]`` float32 radiance, faces +X, −X, +Y, −Y, +Z, −Z; ``backend``: see ``BACKENDS``."""
+        if cube.ndim != 4 or cube.shape[0] != 6 or cube.shape[1] != cube.shape[2]:
+            raise ValueError(f"a cube map is [6, R, R, C], got {list(cube.shape)}")
+        self.cube, self.name = cube, name
+        self.backend = resolve_backend(backend, cube.device)
+        self._padded = cube_ops.pad_cubemap(cube) if self.backend == "torch" else None
 
     @classmethod
-    def from_file(
+    def from_latlong(
         cls,
-        path: Path,
+        image: torch.Tensor,
         *,
+        name: str = "environment map",
         strength: float = 1.0,
         flip: bool = True,
         rotation_deg: float = 180.0,
         resolution: int = CUBE_RESOLUTION,
         device: torch.device | str = "cpu",
         backend: str = "auto",
-    ) -> "EnvironmentMap":
-        """Read, clean and project an HDRI file. ``backend="auto"``: nvdiffrast on CUDA if installed, else torch."""
-        path = Path(path)
-        image = read_hdr(path)
-        bad = {"NaN": torch.isnan(image), "infinite": torch.isinf(image), "negative": image < 0}
-        counts = {label: int(mask.any(-1).sum()) for label, mask in bad.items()}
-        if any(counts.values()):
-            found = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
-            log.warning("%s: %s texel(s) replaced (NaN → 0, +Inf → 65504, negative → 0)", path, found)
+    ) -> EnvironmentMap:
+        """Clean and project an equirectangular HDRI ``[h, w, 3]`` (linear, as stored; see ``prepare_latlong``).
+
+        ``name`` identifies the image in the warning about NaN/infinite/negative texels.
+        """
+        warn_invalid_texels(image, name)
         latlong = prepare_latlong(image.to(device), strength=strength, flip=flip, rotation_deg=rotation_deg)
-        if backend == "auto":
-            backend = "nvdiffrast" if torch.device(device).type == "cuda" and _nvdiffrast() else "torch"
-        sample = None
-        if backend == "nvdiffrast":
-            dr = _nvdiffrast()
+        backend = resolve_backend(backend, device)
+        sample = _nvdiffrast_latlong if backend == "nvdiffrast" else cube_ops.sample_latlong
+        return cls(cube_ops.latlong_to_cubemap(latlong, resolution, sample), name, backend)
 
-            def sample(texture: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                uv = torch.stack([u, v], dim=-1)[None].contiguous()
-                return dr.texture(texture[None].contiguous(), uv, filter_mode="linear")[0]
-
-        return cls(cube_ops.latlong_to_cubemap(latlong, resolution, sample), path.name, backend)
+    @classmethod
+    def from_file(cls, path: Path | str, **options: Any) -> EnvironmentMap:
+        """Read an ``.hdr``/``.exr`` file (``read_hdr``) and project it; ``options`` as for ``from_latlong``."""
+        return cls.from_latlong(read_hdr(path), name=str(path), **options)
 
     def radiance(self, queries: torch.Tensor) -> torch.Tensor:
-        """Linear radiance ``[..., 3]`` seen along lookup directions ``[..., 3]``."""
+        """Linear radiance ``[..., 3]`` ≥ 0 seen along lookup directions ``[..., 3]`` (need not be unit)."""
         if self.backend == "nvdiffrast":
-            dr = _nvdiffrast()
             flat = queries.reshape(1, -1, 1, 3).contiguous()
-            out = dr.texture(self.cube[None].contiguous(), flat, filter_mode="linear", boundary_mode="cube")
-            return out.reshape(*queries.shape[:-1], 3)
+            out = _nvdiffrast().texture(self.cube[None].contiguous(), flat, filter_mode="linear", boundary_mode="cube")
+            return out.reshape(*queries.shape[:-1], self.cube.shape[-1])
         return cube_ops.sample_cubemap(self._padded, queries)
 
     def conditions(
@@ -214,17 +262,24 @@ class EnvironmentMap:
     ) -> dict[str, torch.Tensor]:
         """The network's lighting inputs, each float32 ``[1, 3, T, H, W]`` on the cube map's device.
 
-        env_ldr, env_log: tone-mapped radiance in [−1, 1]; env_nrm: the per-pixel direction, in [−1, 1].
-        ``rotate_light`` turns the environment once around +Y over the clip; ``camera_to_world`` ``[T, 3, 3]``
-        keeps it fixed in the world while the camera turns (identity = the original's fixed camera).
+        env_ldr, env_log: tone-mapped radiance mapped to [−1, 1]; env_nrm: the per-pixel unit direction (values in
+        [−1, 1], the same for every frame, an expanded view). ``rotate_light`` turns the environment once around +Y
+        over the clip; ``camera_to_world`` ``[T, 3, 3]`` turns the lookup with the camera (None = identity, the
+        original's fixed camera). Frames are computed one at a time to bound memory.
         """
-        directions = latlong_directions(height, width, self.cube.device)
-        queries = query_directions(directions, light_rotation_angles(num_frames, rotate_light), camera_to_world)
-        radiance = torch.flip(self.radiance(queries), dims=[1, 2])
-        ldr, logarithmic = tone_map(radiance)
-        normals = -torch.flip(directions, dims=[0, 1])
+        device = self.cube.device
+        directions = latlong_directions(height, width, device)
+        rotations = frame_rotations(light_rotation_angles(num_frames, rotate_light), camera_to_world)
+        env_ldr = torch.empty(1, 3, num_frames, height, width, device=device)
+        env_log = torch.empty_like(env_ldr)
+        for frame, rotation in enumerate(rotations):
+            radiance = torch.flip(self.radiance(query_directions(directions, rotation)), dims=[0, 1])
+            ldr, logarithmic = tone_map(radiance)
+            env_ldr[0, :, frame] = ldr.permute(2, 0, 1) * 2 - 1
+            env_log[0, :, frame] = logarithmic.permute(2, 0, 1) * 2 - 1
+        normals = environment_directions(height, width, device).permute(2, 0, 1)
         return {
-            "env_ldr": ldr.permute(3, 0, 1, 2)[None] * 2 - 1,
-            "env_log": logarithmic.permute(3, 0, 1, 2)[None] * 2 - 1,
-            "env_nrm": normals.permute(2, 0, 1)[None, :, None].expand(1, 3, num_frames, height, width),
+            "env_ldr": env_ldr,
+            "env_log": env_log,
+            "env_nrm": normals[None, :, None].expand(1, 3, num_frames, height, width),
         }
