@@ -9,14 +9,19 @@ Context: the inverse renderer replaces the (empty) text context by one learned r
 all context tokens; the forward renderer's context is all zeros. Both contexts are "uniform" (identical rows), so
 the cross-attention output is the same for every token and is computed from one row (``cross_attention_shortcut``;
 mathematically exact). A non-uniform context (``crossattn_emb``) takes the full attention path.
+
+Context parallelism: with ``context_parallel_group`` set, each rank of the group computes its share of the token
+sequence and only self-attention communicates (``context_parallel``); None (the default) runs everything here.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from . import context_parallel
 from .config import DiTConfig
 from .layers import (
     MLP,
@@ -56,11 +61,15 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         context: torch.Tensor,
         uniform_context: bool,
+        group: dist.ProcessGroup | None = None,
     ) -> torch.Tensor:
-        """x ``[B, N, D]``; abs_emb ``[N, D]``; context ``[B, 1, D_ctx]`` if uniform else ``[B, L, D_ctx]``."""
+        """x ``[B, N, D]``; abs_emb ``[N, D]``; context ``[B, 1, D_ctx]`` if uniform else ``[B, L, D_ctx]``.
+
+        ``group``: context-parallel group whose ranks each hold N of the clip's tokens (None: all tokens here).
+        """
         x = x + abs_emb
         shift, scale, gate = self.self_attn_adaln(silu_emb, lora)
-        x = x + gate * self.self_attn(modulate(layer_norm(x), shift, scale), *rope)
+        x = x + gate * self.self_attn(modulate(layer_norm(x), shift, scale), *rope, group)
         shift, scale, gate = self.cross_attn_adaln(silu_emb, lora)
         if uniform_context:
             x = x + gate * self.cross_attn.uniform_context(context)
@@ -88,6 +97,7 @@ class DiffusionRendererDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.final_layer = FinalLayer(dim, config.adaln_lora_dim, config.patch_out_features)
         self.cross_attention_shortcut = True
+        self.context_parallel_group: dist.ProcessGroup | None = None  # see ``context_parallel``
         self._position_tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -205,7 +215,7 @@ class DiffusionRendererDiT(nn.Module):
                 mask = F.interpolate(padding_mask.to(device=device, dtype=dtype), size=(height, width), mode="nearest")
                 mask = mask[:, :, None].expand(-1, -1, frames, -1, -1)
             inputs.append(mask)
-        tokens = self.patch_embed(self.patchify(torch.cat(inputs, dim=1)).reshape(batch, -1, c.patch_embed_in_features))
+        patches = self.patchify(torch.cat(inputs, dim=1)).reshape(batch, -1, c.patch_embed_in_features)
 
         sinusoid = timestep_sinusoid(torch.as_tensor(timesteps, device=device), c.model_channels).to(dtype)
         lora = self.time_embed(sinusoid)
@@ -213,7 +223,15 @@ class DiffusionRendererDiT(nn.Module):
 
         fps_value = float(fps.reshape(-1)[0]) if isinstance(fps, torch.Tensor) else float(fps)
         abs_emb, rope_cos, rope_sin = self.position_tables(grid, fps_value, device)
+        group = self.context_parallel_group
+        if group is not None:  # this rank's slice of the token sequence and of its position tables
+            span = context_parallel.local_span(patches.shape[1], c.num_heads, group)
+            patches, abs_emb, rope_cos, rope_sin = patches[:, span], abs_emb[span], rope_cos[span], rope_sin[span]
+        tokens = self.patch_embed(patches)
         context, uniform = self._context(batch, crossattn_emb, context_index, device)
         for block in self.blocks:
-            tokens = block(tokens, abs_emb, silu_emb, lora, (rope_cos, rope_sin), context, uniform)
-        return self.unpatchify(self.final_layer(tokens, silu_emb, lora), grid)
+            tokens = block(tokens, abs_emb, silu_emb, lora, (rope_cos, rope_sin), context, uniform, group)
+        out = self.final_layer(tokens, silu_emb, lora)
+        if group is not None:
+            out = context_parallel.gather_tokens(out, group)
+        return self.unpatchify(out, grid)

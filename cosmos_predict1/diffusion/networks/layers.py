@@ -7,8 +7,11 @@ element-wise ops round after each op (plain tensor arithmetic in the model dtype
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from . import context_parallel
 
 EPS = 1e-6
 
@@ -63,12 +66,24 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.Parameter(torch.ones(dim // heads))
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor) -> torch.Tensor:
-        """x ``[B, N, D]`` → ``[B, N, D]``; rope tables float32 ``[N, d]``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
+        group: dist.ProcessGroup | None = None,
+    ) -> torch.Tensor:
+        """x ``[B, N, D]`` → ``[B, N, D]``; rope tables float32 ``[N, d]``.
+
+        With a context-parallel ``group``, x and the tables hold this rank's N tokens of the group's sequence and
+        the attention runs over the whole sequence (see ``context_parallel``).
+        """
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         q = apply_rope(rms_norm(q, self.q_norm), rope_cos, rope_sin)
         k = apply_rope(rms_norm(k, self.k_norm), rope_cos, rope_sin)
-        return self.out(merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        if group is None:
+            return self.out(merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.out(merge_heads(context_parallel.attention(q, k, v, group)))
 
 
 class CrossAttention(nn.Module):
