@@ -18,7 +18,8 @@ Differences from the original script:
   * frame_*.jpg left in an output folder by an earlier run are removed first; every frame is written under a
     temporary name and renamed, so no half-written JPEG is ever visible;
   * a video that cannot be read is reported in one line and skipped, no folder is left for it, and the script ends
-    with exit code 2 after the other videos are done.
+    with exit code 2 after the other videos are done; an output folder that cannot be written ends the script at
+    once with one line and exit code 2, Ctrl-C with exit code 130.
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
     if not ok:
         raise OSError(f"JPEG encoding failed for {path}")
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data.tobytes())
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data.tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def extract_frames(
@@ -176,7 +181,7 @@ def extract_frames(
     """
     source_fps, frames = decoded_frames(video)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in output_dir.glob("frame_*.jpg"):
+    for stale in [*output_dir.glob("frame_*.jpg"), *output_dir.glob(".frame_*.jpg.tmp")]:  # earlier or killed runs
         stale.unlink()
     saved = 0
     try:
@@ -213,13 +218,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     failed = 0
     for video in videos:
+        output_dir = Path(args.output_folder) / video.stem
         try:
-            output_dir = Path(args.output_folder) / video.stem
             saved = extract_frames(video, output_dir, args.frame_rate, args.resize, args.resize_mode, args.max_frames)
         except VideoReadError as err:
-            print(f"Error: could not read video {video}: {err}", file=sys.stderr)
+            print(
+                f"Error: could not read video {video}: {err}; it is corrupt, truncated or not a video: replace or "
+                "re-encode it.",
+                file=sys.stderr,
+            )
             failed += 1
             continue
+        except OSError as err:
+            print(
+                f"Error: cannot write the frames of {video} to {output_dir}: {err.strerror or err}; check free space "
+                "and permissions, or choose another --output_folder.",
+                file=sys.stderr,
+            )
+            return 2
+        except KeyboardInterrupt:
+            print(f"Interrupted during {video}: rerun the same command to extract it anew.", file=sys.stderr)
+            return 130
         print(f"Frames extracted from {video}. Total frames saved: {saved}")
     return 2 if failed else 0
 

@@ -63,11 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def verify(checkpoint_dir: str, folders: list[str]) -> None:
-    """Check every folder; raise ``UserError`` naming the folders that are incomplete."""
-    incomplete = [folder for folder in folders if any(check_model(checkpoint_dir, folder, verbose=True))]
-    if incomplete:
-        names = ", ".join(incomplete)
-        raise UserError(f"Incomplete checkpoints in {checkpoint_dir}: {names}; run {download_command(checkpoint_dir)}")
+    """Check every folder; raise ``UserError`` naming the missing files and those whose MD5 does not match."""
+    missing, mismatched = [], []
+    for folder in folders:
+        folder_missing, folder_mismatched = check_model(checkpoint_dir, folder, verbose=True)
+        missing += folder_missing
+        mismatched += folder_mismatched
+    problems = [f"missing {', '.join(map(str, missing))}"] if missing else []
+    if mismatched:
+        problems.append(f"MD5 checksum mismatch (corrupt or incomplete download) of {', '.join(map(str, mismatched))}")
+    if problems:
+        raise UserError(
+            f"Checkpoints in {checkpoint_dir} are not usable: {'; '.join(problems)}. Fetch them again with: "
+            f"{download_command(checkpoint_dir)}"
+        )
     print(f"All checkpoints in {checkpoint_dir} are complete with matched MD5 checksums.")
 
 

@@ -1,7 +1,8 @@
 """What both renderer scripts share: the original's common options, model loading, and the error boundary.
 
 Every option of the original is accepted with the same name, type and default; the text, guardrail, prompt
-upsampler and multi-GPU options do nothing in the renderers (as in the original) and say so in ``--help``.
+upsampler and multi-GPU options do nothing in the renderers (as in the original) and say so in ``--help``. Runs on
+several GPUs are launched with torchrun instead (``distributed``; ``--context_parallel_size``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from cosmos_predict1.checkpoints import TOKENIZER, download_command
 from cosmos_predict1.errors import UserError
 
-from . import fit
+from . import distributed, fit, io
 from .frames import Preprocessing
-from .networks import DiffusionRendererDiT, DiTConfig, build_network
+from .networks import DiffusionRendererDiT, DiTConfig, build_network, context_parallel
 from .networks.acceleration import compile_blocks
-from .renderer import SamplingOptions
+from .renderer import Renderer, SamplingOptions
 from .tokenizer import VideoTokenizer, load_tokenizer
 
 log = logging.getLogger("cosmos_predict1")
@@ -70,7 +71,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     add("--width", type=int, default=1280, help="Frame width (multiple of 16).")
     add("--fps", type=int, default=24, help="Frame rate written into output videos (the model always sees 24).")
     add("--seed", type=int, default=1000, help="Seed of the initial noise (see README: noise per work item).")
-    add("--num_gpus", type=int, default=1, help=NO_EFFECT)
+    add("--num_gpus", type=int, default=1, help=f"{NO_EFFECT} Several GPUs: launch with torchrun (see README).")
     add("--disable_prompt_upsampler", action="store_true", help=NO_EFFECT)
     add("--offload_diffusion_transformer", action="store_true", help="Keep the DiT off the GPU between uses.")
     add("--offload_tokenizer", action="store_true", help="Keep the tokenizer off the GPU between uses.")
@@ -79,7 +80,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     add("--offload_guardrail_models", action="store_true", help=NO_EFFECT)
     add("--disable_guardrail", action="store_true", help=NO_EFFECT)
     # New in this implementation.
-    add("--device", type=str, default="cuda", help="cuda, cuda:N or cpu (cpu runs float32; for tiny models).")
+    add(
+        "--device",
+        type=str,
+        default="cuda",
+        help="cuda, cuda:N or cpu (cpu runs float32; for tiny models). Under torchrun, cuda is cuda:LOCAL_RANK.",
+    )
+    add(
+        "--context_parallel_size",
+        type=int,
+        default=1,
+        help="Under torchrun: groups of this many consecutive ranks sample each clip together, each on a share of "
+        "the DiT's tokens (lower latency per clip); it must divide the number of processes and the 32 heads. "
+        "Data parallel runs across the groups.",
+    )
     add(
         "--max_batch",
         type=int,
@@ -146,6 +160,10 @@ def compute_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as err:
         raise UserError(f"--device {name}: not a device name ({err}).") from err
+    if device.type == "cuda" and distributed.layout().world_size > 1:
+        if device.index is not None:
+            raise UserError(f"--device {name}: under torchrun use --device cuda; each rank takes cuda:LOCAL_RANK.")
+        device = torch.device("cuda", distributed.layout().local_rank)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA GPU is available; use --device cpu (practical for tiny models only).")
@@ -183,7 +201,26 @@ def load_models(
         dtype=dtype,
         pixel_chunk_duration=TOKENIZER_CHUNK,
     )
+    _attach_context_parallel(network, tokenizer, args)
     return network, tokenizer
+
+
+def _attach_context_parallel(
+    network: DiffusionRendererDiT, tokenizer: VideoTokenizer, args: argparse.Namespace
+) -> None:
+    """Give the network this rank's context-parallel group (if any), after checking that it can split the clips."""
+    group = distributed.context_parallel_group()
+    if group is None:
+        return
+    config = network.config
+    rows, cols = args.height // 8 // config.patch_spatial, args.width // 8 // config.patch_spatial
+    tokens = tokenizer.latent_frames(args.num_video_frames) // config.patch_temporal * rows * cols
+    problem = context_parallel.unsupported(config.num_heads, tokens, group.size())
+    if problem:
+        raise UserError(
+            f"--context_parallel_size {group.size()}: {problem} (images need (height/16)·(width/16) divisible by it)."
+        )
+    network.context_parallel_group = group
 
 
 def preprocessing(args: argparse.Namespace, **options: bool) -> Preprocessing:
@@ -225,11 +262,37 @@ def all_exist(paths: Iterable[Path]) -> bool:
 
 
 Item = TypeVar("Item")
+Output = TypeVar("Output")
 
 
-def pending_work(work: Sequence[tuple[Item, list]]) -> list[tuple[Item, list]]:
-    """The work items that still have outputs to produce."""
-    return [(item, outputs) for item, outputs in work if outputs]
+def pending_work(
+    work: Sequence[tuple[Item, Sequence[Output]]], done: Callable[[Item, Output], bool], overwrite: bool
+) -> list[tuple[Item, list[Output]]]:
+    """The work items with an output not ``done`` yet (every item with ``overwrite``), each with all its outputs.
+
+    An unfinished item is redone whole, not only its missing outputs: outputs are sampled in batches, and which other
+    outputs share a batch can change the floating-point result, so only the same batches make the files of a resumed
+    run byte-identical to those of an uninterrupted one.
+    """
+    return [(item, list(outputs)) for item, outputs in work if overwrite or not all(done(item, o) for o in outputs)]
+
+
+def my_share(
+    todo: Sequence[tuple[Item, list]], renderer: Renderer, latent_shape: Sequence[int], whole_items: bool
+) -> list[tuple[Item, list]]:
+    """This process's part of ``todo`` under torchrun (all of it in a single process; see ``distributed.shard``).
+
+    An item's outputs may go to different ranks, cut only between the batches that the renderer samples together
+    (for latents of ``latent_shape``), so every output is sampled exactly as in a single process. ``whole_items``
+    keeps each item on one rank (its contact sheet shows all of its outputs).
+    """
+    latent = torch.empty(tuple(latent_shape), device="meta")
+    units = [
+        (item, [outputs[i] for i in batch])
+        for item, outputs in todo
+        for batch in ([range(len(outputs))] if whole_items else renderer.batches(len(outputs), latent))
+    ]
+    return distributed.shard(units)
 
 
 class Progress:
@@ -238,7 +301,13 @@ class Progress:
     def __init__(self, items: Sequence, num_steps: int, outputs_per_item: Sequence[int]) -> None:
         self.num_steps = num_steps
         total_outputs = sum(outputs_per_item)
-        self.bar = tqdm(total=len(items), unit="item", desc=f"{total_outputs} output(s)", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(items),
+            unit="item",
+            desc=f"{total_outputs} output(s)",
+            dynamic_ncols=True,
+            disable=not distributed.layout().is_main,  # one bar under torchrun: rank 0's share
+        )
         self.redirect = logging_redirect_tqdm()
 
     def __enter__(self) -> "Progress":
@@ -259,33 +328,65 @@ class Progress:
 def run(main: Callable[[argparse.Namespace], str], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse, run ``main`` and turn every failure into one line on stderr; returns the exit code.
 
-    0 = done; 2 = a problem the user can fix (the message says how); 130 = interrupted (rerun to resume).
-    ``main`` returns a one-line summary that is printed at the end.
+    0 = done; 1 = an internal error (a bug; --debug shows the traceback); 2 = a problem the user can fix (the message
+    says how); 130 = interrupted (rerun to resume). Before ``main``, the output folder is checked and temporary files
+    of killed earlier runs are removed from it. ``main`` returns a one-line summary that is printed at the end.
+
+    Under torchrun every rank runs this; rank 0 prints the summaries of the ranks that wrote files, after all ranks
+    are done. A rank that fails exits with its code without waiting, and torchrun then stops the others.
     """
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    rank_prefix = f"[rank {distributed.launched_rank()}] " if distributed.launched_world_size() > 1 else ""
+    logging.basicConfig(level=logging.INFO, format=rank_prefix + "%(levelname)s: %(message)s")
     logging.captureWarnings(True)
     start = time.perf_counter()
     try:
-        summary = main(args)
+        place = distributed.setup(args.device, args.context_parallel_size)
+        _prepare_output_folder(args.video_save_folder)
+        distributed.barrier()  # no rank writes before every rank has cleared old temporary files
+        summaries = distributed.writer_summaries(main(args))
     except UserError as err:
         return _fail(args, f"error: {err}")
-    except torch.cuda.OutOfMemoryError:
-        return _fail(
-            args,
-            "error: the GPU ran out of memory; retry with a smaller --max_batch and/or "
-            "--offload_diffusion_transformer --offload_tokenizer.",
-        )
     except KeyboardInterrupt:
         return _fail(args, "interrupted: finished outputs are kept; rerun the same command to do the rest.", 130)
     except Exception as err:  # an internal error: still one line unless --debug
+        if _is_out_of_memory(err):
+            return _fail(args, OUT_OF_MEMORY)
         return _fail(args, f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
-    print(f"{summary} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    distributed.teardown()
+    elapsed = time.perf_counter() - start
+    if place.is_main and len(summaries) == 1:
+        print(f"{summaries[0][1]} in {elapsed:.1f} s", file=sys.stderr)
+    elif place.is_main:
+        lines = [f"rank {rank}: {summary}" for rank, summary in summaries]
+        print("\n".join([*lines, f"{place.world_size} ranks done in {elapsed:.1f} s"]), file=sys.stderr)
     return 0
 
 
+OUT_OF_MEMORY_SIGNS = ("CUDA out of memory", "CUDA error: out of memory", "_ALLOC_FAILED")  # in RuntimeErrors
+OUT_OF_MEMORY = (
+    "error: the GPU ran out of memory; retry with a smaller --max_batch (down to 1) and/or "
+    "--offload_diffusion_transformer --offload_tokenizer (finished outputs are kept)."
+)
+
+
+def _is_out_of_memory(err: Exception) -> bool:
+    """A GPU allocation failure: PyTorch's own error, or one that cuBLAS/cuDNN report as a RuntimeError."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(sign in str(err) for sign in OUT_OF_MEMORY_SIGNS)
+
+
+def _prepare_output_folder(folder: str) -> None:
+    """Fail early on an unusable output folder and clear the temporary files that killed runs left in it."""
+    removed = io.prepare_output_folder(folder)
+    if removed:
+        log.info("Removed %d temporary file(s) left in %s by an interrupted run", removed, folder)
+
+
 def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
+    """Print ``message`` as one line (the traceback first with --debug); returns ``code``."""
     if getattr(args, "debug", False):
         traceback.print_exc()
-    print(message, file=sys.stderr)
+    print(" ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
     return code

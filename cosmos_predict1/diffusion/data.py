@@ -190,8 +190,12 @@ def gbuffer_clips(
 def _find_or_fail(root: Path, extensions: Sequence[str]) -> list[str]:
     """``find_images`` with ``UserError`` for a missing folder or no match."""
     if not root.is_dir():
-        raise UserError(f"Dataset folder {root} {'is not a folder' if root.exists() else 'does not exist'}.")
+        problem = "is not a folder" if root.exists() else "does not exist"
+        raise UserError(f"Dataset folder {root} {problem}; check --dataset_path.")
     files = find_images(root, extensions)
     if not files:
-        raise UserError(f"No images in {root} (searched recursively for {' '.join(extensions)}).")
+        raise UserError(
+            f"No images in {root} (searched recursively for {' '.join(extensions)}); check --dataset_path, or "
+            "list your files' endings with --image_extensions."
+        )
     return files

@@ -3,18 +3,21 @@
 Per frame, in the original's order: decode → scale to [0, 1] → composite alpha onto white → resize → centre crop
 (zero padding) → 2x − 1 → for ``.exr`` files optionally the original's gamma step. Differences from the original,
 none of which changes ordinary 8-bit RGB inputs: the reader is chosen per file (not once per chunk from the first
-file), grayscale is replicated to RGB, 16-bit images are divided by 65535, GIF/APNG give their first frame, each
-frame is resized on its own (mixed sizes in one clip work; the original crashes), the gamma step also applies to
-``.EXR``. As in the original, EXIF orientation is *not* applied: a photo stored rotated stays rotated.
+file), grayscale is replicated to RGB, 16-bit images are divided by 65535, GIF/APNG give their first frame, CMYK is
+converted to RGB, NaN/Inf values of float files are replaced (with a warning), each frame is resized on its own (mixed
+sizes in one clip work; the original crashes), the gamma step also applies to ``.EXR``. As in the original, EXIF
+orientation is *not* applied: a photo stored rotated stays rotated.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read by OpenCV at its first EXR decode
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +27,16 @@ import numpy as np
 import OpenEXR
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from cosmos_predict1.errors import UserError
 
 from .fit import FIT_MODES, Placement, fit_frame, place
 
+log = logging.getLogger(__name__)
+
 EXR_GAMMA = 2.2
+FINITE_LIMIT = 65504.0  # ±Inf in float images becomes ±this (the largest half float, as for environment maps)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -128,10 +135,20 @@ def read_image(path: Path) -> np.ndarray:
     """One image file as float32 ``[h, w, 3]`` RGB.
 
     8-bit values are divided by 255 and 16-bit values by 65535 (→ [0, 1]); float files (EXR) keep their linear
-    values. Grayscale is replicated to three channels; an alpha channel is composited onto white. An unreadable,
-    corrupt or unsupported file raises ``UserError`` naming it.
+    values, except that NaN becomes 0 and ±Inf ±65504, with a warning (one NaN would spread over the whole output).
+    Grayscale is replicated to three channels; an alpha channel is composited onto white. An unreadable, corrupt or
+    unsupported file raises ``UserError`` naming it.
     """
-    return _to_rgb(read_pixels(path), path)
+    return _finite(_to_rgb(read_pixels(path), path), path)
+
+
+def _finite(image: np.ndarray, path: Path) -> np.ndarray:
+    """``image`` with NaN → 0 and ±Inf → ±FINITE_LIMIT, logging a warning that names ``path`` when any is found."""
+    invalid = ~np.isfinite(image)
+    if not invalid.any():
+        return image
+    log.warning("%s: %d NaN or infinite value(s) replaced (NaN → 0, ±Inf → ±%g)", path, invalid.sum(), FINITE_LIMIT)
+    return np.nan_to_num(image, nan=0.0, posinf=FINITE_LIMIT, neginf=-FINITE_LIMIT)
 
 
 def read_pixels(path: Path) -> np.ndarray:
@@ -142,7 +159,9 @@ def read_pixels(path: Path) -> np.ndarray:
     try:
         return _decode(path)
     except Exception as error:  # decoders raise many types; the user needs the file name
-        raise UserError(f"Cannot read image {path} (missing, corrupt or not an image): {error}") from error
+        raise UserError(
+            f"Cannot read image {path} (missing, corrupt or not an image): {error}; replace the file or remove it."
+        ) from error
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -153,7 +172,14 @@ def _decode(path: Path) -> np.ndarray:
         return _read_with_opencv(path)
     if suffix == ".png" and _png_bit_depth(path) == 16:
         return _read_with_opencv(path)  # Pillow reduces 16-bit colour PNGs to 8 bits
-    return iio.imread(path, plugin="pillow", index=0)  # index 0: the first frame of a GIF/APNG
+    return _read_with_pillow(path)
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    """The first frame (of a GIF/APNG too) via Pillow; CMYK (print JPEGs and TIFFs) converted to RGB."""
+    with Image.open(path) as image:
+        cmyk = image.mode == "CMYK"  # else its 4 channels would be taken for RGBA
+    return iio.imread(path, plugin="pillow", index=0, mode="RGB" if cmyk else None)
 
 
 def _png_bit_depth(path: Path) -> int:
@@ -177,12 +203,24 @@ def _read_exr(path: Path) -> np.ndarray:
 
 def _read_with_opencv(path: Path) -> np.ndarray:
     """``cv2.imread`` unchanged (bit depth and alpha kept), BGR(A) reordered to RGB(A)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with _quiet_opencv():
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError("OpenCV could not decode it")
     if image.ndim == 3 and image.shape[-1] in (3, 4):
         image = image[..., [2, 1, 0, 3][: image.shape[-1]]]
     return image
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log silenced for the block: a file it cannot decode is reported once, as a ``UserError``."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def _read_with_openexr(path: Path) -> np.ndarray:
@@ -205,11 +243,11 @@ def _to_rgb(image: np.ndarray, path: Path) -> np.ndarray:
     elif image.dtype == np.bool_ or image.dtype.kind == "f":
         image = image.astype(np.float32)
     else:
-        raise UserError(f"Cannot read image {path}: unsupported pixel type {image.dtype}.")
+        raise UserError(f"Cannot read image {path}: unsupported pixel type {image.dtype}; convert it to 8 or 16 bits.")
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] > 4:
-        raise UserError(f"Cannot read image {path}: unsupported layout {list(image.shape)}.")
+        raise UserError(f"Cannot read image {path}: unsupported layout {list(image.shape)}; convert it to RGB.")
     if image.shape[-1] in (2, 4):
         alpha = image[..., -1:]
         image = image[..., :-1] * alpha + (1 - alpha)

@@ -2,14 +2,17 @@
 
 Every writer first writes ``.<stem>.tmp-<pid><suffix>`` next to the target and renames it over the target only once
 it is complete, so an interrupted run never leaves a truncated file under a final name (resuming can trust that an
-existing output is whole). Parent folders are created as needed.
+existing output is whole). Parent folders are created as needed. ``prepare_output_folder`` removes the temporary
+files of killed runs (only names of this pattern whose process is gone) and checks the folder before a run.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import cv2
@@ -26,6 +29,9 @@ OUTPUT_FORMATS = ("jpg", "png16", "exr")
 FLOAT_PASSES = ("normal", "depth")  # passes written as float EXR by --output_format exr
 VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
 EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
+TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\.[^.]+)?")  # see temporary_path
+# Write failures the user can fix (full disk, quota, permissions, read-only or clashing paths): one-line errors.
+USER_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
 
 
 def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -100,6 +106,11 @@ def video_writer(path: str | os.PathLike, fps: int) -> Iterator[Callable[[np.nda
                 frame = _checked(frame, np.uint8)
                 height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
                 if writer is None:
+                    if not height or not width:
+                        raise UserError(
+                            f"{path}: {frame.shape[0]}×{frame.shape[1]} frames are too small for an H.264 video "
+                            "(at least 2×2); use larger inputs or --output_size model."
+                        )
                     writer = imageio_v2.get_writer(
                         temporary,
                         format="FFMPEG",
@@ -221,16 +232,77 @@ def _atomic(path: Path) -> Iterator[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"Cannot create output folder {folder}: {error.strerror or error}.") from error
+        raise UserError(
+            f"Cannot create output folder {folder}: {error.strerror or error}; choose another --video_save_folder."
+        ) from error
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"Output folder {folder} is not writable.")
-    temporary = folder / f".{path.stem}.tmp-{os.getpid()}{path.suffix}"
+        raise UserError(f"Output folder {folder} is not writable; fix its permissions or choose another folder.")
+    temporary = temporary_path(path)
     try:
         yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in USER_WRITE_ERRORS:
+            raise UserError(
+                f"Cannot write {path}: {error.strerror}; check free space and permissions, or choose another "
+                "--video_save_folder."
+            ) from error
         raise
+
+
+def temporary_path(path: Path) -> Path:
+    """``.<stem>.tmp-<pid><suffix>`` beside ``path``: where this process writes ``path`` before renaming it."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def prepare_output_folder(folder: str | os.PathLike) -> int:
+    """Check early that ``folder`` can be created and written, then remove killed runs' temporary files from it.
+
+    ``UserError`` if the nearest existing folder on its path is a file or not writable. Returns the number of
+    temporary files removed (see ``remove_stale_temporaries``).
+    """
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise UserError(f"Output folder {folder}: {existing} is a file; choose another --video_save_folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"Output folder {folder} is not writable ({existing}); fix its permissions or choose another "
+            "--video_save_folder."
+        )
+    return remove_stale_temporaries(folder) if folder.is_dir() else 0
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files (``temporary_path`` names) that killed runs left anywhere under ``folder``.
+
+    Only files whose process id no longer runs on this machine are removed, so files that a concurrent run is still
+    writing stay. Other hidden files are never touched; on systems without POSIX signals nothing is removed.
+    Returns the number of files removed.
+    """
+    if os.name != "posix":
+        return 0
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            match = TEMPORARY_NAME.fullmatch(name)
+            if match and not _process_running(int(match["pid"])):
+                with suppress(OSError):
+                    Path(root, name).unlink()
+                    removed += 1
+    return removed
+
+
+def _process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or not a valid process id at all
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def _checked(array: np.ndarray, dtype: type, leading_axes: int = 0) -> np.ndarray:

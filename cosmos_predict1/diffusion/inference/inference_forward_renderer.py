@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 import torch
 
 from cosmos_predict1.checkpoints import FORWARD_MODEL
-from cosmos_predict1.diffusion import cli, data, io
+from cosmos_predict1.diffusion import cli, data, distributed, io
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
@@ -221,10 +221,12 @@ def render_all(args: argparse.Namespace) -> str:
         Path(args.dataset_path), args.num_video_frames, extensions=args.image_extensions or data.IMAGE_EXTENSIONS
     )
     todo = cli.pending_work(
-        [(clip, [light for light in lightings if args.overwrite or not cli.all_exist(expected_outputs(args, clip, light))]) for clip in clips]
+        [(clip, lightings) for clip in clips],
+        done=lambda clip, light: cli.all_exist(expected_outputs(args, clip, light)),
+        overwrite=args.overwrite,
     )
     if not todo:
-        if args.stitch_chunks:
+        if args.stitch_chunks and distributed.layout().is_main:
             stitch_clip_videos(args, clips, lightings)
         return f"Nothing to do: all outputs of {len(clips)} clip(s) exist in {args.video_save_folder} (--overwrite redoes them)"
 
@@ -247,10 +249,11 @@ def render_all(args: argparse.Namespace) -> str:
     )
     cli.accelerate(network, tokenizer, args, device)
     latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
+    share = cli.my_share(todo, renderer, latent_shape, whole_items=args.contact_sheet)  # this rank's part (torchrun)
     lighting_latents: dict[int, torch.Tensor] = {}
     written = 0
-    with cli.Progress(todo, args.num_steps, [len(lights) for _, lights in todo]) as progress:
-        for clip, lights in todo:
+    with cli.Progress(share, args.num_steps, [len(lights) for _, lights in share]) as progress:
+        for clip, lights in share:
             gbuffers = load_gbuffers(args, clip, preprocessing)
             placement = cli.clip_placement(args, preprocessing, next(iter(clip.passes.values()))[0])
             gbuffer_condition = renderer.encode_gbuffers(gbuffers)
@@ -274,6 +277,8 @@ def render_all(args: argparse.Namespace) -> str:
                 on_step=progress.step,
                 padding_mask=cli.input_padding_mask(placement),
             )
+            if not distributed.layout().writes_outputs:  # context parallel: the group's first rank writes
+                continue
             outputs = [cli.restore_output(args, out, placement) for out in outputs]
             gbuffers = {name: cli.restore_output(args, video, placement) for name, video in gbuffers.items()}
             for light, decoded in zip(lights, outputs):
@@ -285,8 +290,10 @@ def render_all(args: argparse.Namespace) -> str:
                 written += 1
             progress.item_done()
     if args.stitch_chunks:
-        written += stitch_clip_videos(args, clips, lightings)
-    return f"Done: {len(todo)} clip(s), {written} file(s) written to {args.video_save_folder}"
+        distributed.barrier()  # a clip's chunks may come from several ranks
+        if distributed.layout().is_main:
+            written += stitch_clip_videos(args, clips, lightings)
+    return f"Done: {len(share)} clip(s), {written} file(s) written to {args.video_save_folder}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

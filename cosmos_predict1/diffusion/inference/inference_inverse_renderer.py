@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from cosmos_predict1.checkpoints import INVERSE_MODEL
-from cosmos_predict1.diffusion import cli, data, io
+from cosmos_predict1.diffusion import cli, data, distributed, io
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.stitch import write_stitched_video
@@ -162,13 +162,12 @@ def render_all(args: argparse.Namespace) -> str:
     stitched = {clip for clip, count in chunks_per_clip.items() if args.stitch_chunks and count > 1}
     with_video = {item.clip_name: args.save_video and item.clip_name not in stitched for item in items}
     todo = cli.pending_work(
-        [
-            (item, [p for p in args.inference_passes if args.overwrite or not cli.all_exist(expected_outputs(args, item, p, with_video[item.clip_name]))])
-            for item in items
-        ]
+        [(item, args.inference_passes) for item in items],
+        done=lambda item, name: cli.all_exist(expected_outputs(args, item, name, with_video[item.clip_name])),
+        overwrite=args.overwrite,
     )
     if not todo:
-        if stitched:
+        if stitched and distributed.layout().is_main:
             stitch_clip_videos(args, items, processed=set())
         return f"Nothing to do: all outputs of {len(items)} work item(s) exist in {args.video_save_folder} (--overwrite redoes them)"
 
@@ -184,9 +183,10 @@ def render_all(args: argparse.Namespace) -> str:
     )
     cli.accelerate(network, tokenizer, args, device)
     latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
+    share = cli.my_share(todo, renderer, latent_shape, whole_items=args.contact_sheet)  # this rank's part (torchrun)
     written = 0
-    with cli.Progress(todo, args.num_steps, [len(passes) for _, passes in todo]) as progress:
-        for item, passes in todo:
+    with cli.Progress(share, args.num_steps, [len(passes) for _, passes in share]) as progress:
+        for item, passes in share:
             video = load_frames(item.paths, preprocessing)[None]
             placement = cli.clip_placement(args, preprocessing, item.paths[0])
             noises = [work_item_noise(latent_shape, args.seed, item.clip_name, item.chunk_index, p) for p in passes]
@@ -198,6 +198,8 @@ def render_all(args: argparse.Namespace) -> str:
                 on_step=progress.step,
                 padding_mask=cli.input_padding_mask(placement),
             )
+            if not distributed.layout().writes_outputs:  # context parallel: the group's first rank writes
+                continue
             outputs = {name: cli.restore_output(args, out, placement) for name, out in outputs.items()}
             video = cli.restore_output(args, video, placement)
             for name in passes:
@@ -209,8 +211,10 @@ def render_all(args: argparse.Namespace) -> str:
                 written += 1
             progress.item_done()
     if stitched:
-        written += stitch_clip_videos(args, items, processed={item.clip_name for item, _ in todo})
-    return f"Done: {len(todo)} work item(s), {written} file(s) written to {args.video_save_folder}"
+        distributed.barrier()  # a clip's chunks may come from several ranks
+        if distributed.layout().is_main:
+            written += stitch_clip_videos(args, items, processed={item.clip_name for item, _ in todo})
+    return f"Done: {len(share)} work item(s), {written} file(s) written to {args.video_save_folder}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -164,9 +164,12 @@ def load_network_weights(
         for label, items in (("missing", missing), ("wrong shape", mismatched), ("unexpected", unexpected)):
             if items:
                 problems.append(f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}")
+        from cosmos_predict1.checkpoints import download_command
+
         raise UserError(
             f"{source}: does not match the network configuration ({'; '.join(problems)}). Is it the right "
-            "model (inverse vs forward), and does config.json describe it?"
+            "model (inverse vs forward), and does config.json describe it? If so, the file is damaged: "
+            f"download it again ({download_command(str(Path(source).parent.parent))})."
         )
     model.load_state_dict(weights, assign=True)
 

@@ -1,0 +1,256 @@
+"""Fuzzing both renderer CLIs and the frame extractor with damaged files and odd sizes (tiny checkpoints, CPU).
+
+Whatever the bytes, a run ends with exit code 0 or 2; with 2, its last line names the damaged file. It never ends in
+an internal error or a traceback, and it leaves no temporary or partial file in its output folder. Examples are
+derandomised, so every run of the suite tries the same bounded set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as text_io
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.diffusion import io
+from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
+from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+
+from test_reliability import (
+    DOWNLOAD_COMMAND,
+    PASSES,
+    Run,
+    assert_no_leftovers,
+    damaged_checkpoints,
+    extract,
+    finished_files,
+    forward_args,
+    inverse_args,
+    run_cli,
+    sky,
+    write_exr,
+    write_gbuffers,
+)
+
+FUZZ = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+)
+SMALL = ["--height", "32", "--width", "48"]
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A way to break a file: cut it short, overwrite a block with random bytes or zeros, or empty it."""
+
+    kind: str
+    where: float  # position of the cut or block, as a fraction of the length
+    length: int  # block length in bytes
+    seed: int
+
+    def apply(self, data: bytes) -> bytes:
+        start = int(self.where * len(data))
+        if self.kind == "empty":
+            return b""
+        if self.kind == "truncate":
+            return data[:start]
+        end = min(len(data), start + self.length)
+        block = bytes(end - start) if self.kind == "zero" else np.random.default_rng(self.seed).bytes(end - start)
+        return data[:start] + block + data[end:]
+
+
+damages = st.builds(
+    Damage,
+    kind=st.sampled_from(["truncate", "overwrite", "zero", "empty"]),
+    where=st.floats(0, 1, exclude_max=True),
+    length=st.integers(1, 2048),
+    seed=st.integers(0, 2**16),
+)
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """A fresh folder per example (hypothesis runs many examples in one test call)."""
+    with tempfile.TemporaryDirectory() as folder:
+        yield Path(folder)
+
+
+def assert_clean_ending(run: Run, out: Path, damaged: Path, message: str) -> None:
+    """Exit code 0, or 2 with a last line naming ``damaged`` and holding ``message``; no leftovers in ``out``."""
+    assert run.code in (0, 2), run.output
+    assert "Traceback" not in run.output
+    if run.code == 2:
+        assert run.last_line.startswith("error: ") and str(damaged) in run.last_line and message in run.last_line
+    assert_no_leftovers(out)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one valid file of each fuzzed kind."""
+    folder = tmp_path_factory.mktemp("samples")
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    iio.imwrite(folder / "photo.jpg", photo)
+    iio.imwrite(folder / "photo.png", photo)
+    cv2.imwrite(str(folder / "photo16.png"), photo.astype(np.uint16) * 257)
+    write_exr(folder / "photo.exr", photo / 255)
+    cv2.imwrite(str(folder / "sky.hdr"), sky()[..., ::-1])
+    write_exr(folder / "sky.exr", sky())
+    io.write_video(folder / "clip.mp4", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), fps=24)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gbuffers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_gbuffers(tmp_path_factory.mktemp("gbuffer_frames"))
+
+
+@FUZZ
+@given(name=st.sampled_from(["photo.jpg", "photo.png", "photo16.png", "photo.exr"]), damage=damages)
+def test_damaged_input_image(tiny_checkpoints: Path, samples: Path, name: str, damage: Damage) -> None:
+    with scratch() as folder:
+        (folder / "in").mkdir()
+        shutil.copy(samples / "photo.png", folder / "in" / "good.png")
+        damaged = folder / "in" / f"bad{Path(name).suffix}"
+        damaged.write_bytes(damage.apply((samples / name).read_bytes()))
+        run = run_cli(inverse, tiny_checkpoints, *SMALL, *inverse_args(folder / "in", folder / "out"))
+        assert_clean_ending(run, folder / "out", damaged, "Cannot read image")
+
+
+@settings(FUZZ, max_examples=12)  # most damaged maps fail at once: cheap
+@given(name=st.sampled_from(["sky.hdr", "sky.exr"]), damage=damages)
+def test_damaged_environment_map(
+    tiny_checkpoints: Path, samples: Path, gbuffers: Path, name: str, damage: Damage
+) -> None:
+    with scratch() as folder:
+        damaged = folder / name
+        damaged.write_bytes(damage.apply((samples / name).read_bytes()))
+        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(gbuffers, folder / "out"),
+                      "--use_custom_envmap", "True", "--envlight_path", str(damaged))
+        assert_clean_ending(run, folder / "out", damaged, "environment map")
+
+
+@FUZZ
+@given(pass_name=st.sampled_from(PASSES), damage=damages)
+def test_damaged_gbuffer_image(tiny_checkpoints: Path, gbuffers: Path, pass_name: str, damage: Damage) -> None:
+    with scratch() as folder:
+        shutil.copytree(gbuffers, folder / "gbuffers")
+        damaged = folder / "gbuffers" / "clip" / f"0000.0000.{pass_name}.jpg"
+        damaged.write_bytes(damage.apply(damaged.read_bytes()))
+        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(folder / "gbuffers", folder / "out"))
+        assert_clean_ending(run, folder / "out", damaged, "Cannot read image")
+
+
+@settings(FUZZ, max_examples=12)  # most damaged files fail before sampling: cheap
+@given(
+    relative=st.sampled_from([f"{INVERSE_MODEL}/model.pt", *(f"{TOKENIZER}/{name}" for name in
+                              ("encoder.jit", "decoder.jit", "mean_std.pt", "image_mean_std.pt"))]),
+    damage=damages,
+)
+def test_damaged_checkpoint_file(tiny_checkpoints: Path, samples: Path, relative: str, damage: Damage) -> None:
+    with scratch() as folder:
+        content = damage.apply((tiny_checkpoints / relative).read_bytes())
+        checkpoints = damaged_checkpoints(tiny_checkpoints, folder / "checkpoints", relative, content)
+        (folder / "in").mkdir()
+        shutil.copy(samples / "photo.png", folder / "in" / "photo.png")
+        run = run_cli(inverse, checkpoints, *SMALL, *inverse_args(folder / "in", folder / "out"))
+        assert_clean_ending(run, folder / "out", checkpoints / relative, f"{DOWNLOAD_COMMAND} {checkpoints}")
+        assert run.code == 0 or finished_files(folder / "out") == {}
+
+
+@settings(FUZZ, max_examples=12)
+@given(damage=damages)
+def test_damaged_video_for_frame_extraction(samples: Path, damage: Damage) -> None:
+    with scratch() as folder:
+        (folder / "videos").mkdir()
+        damaged = folder / "videos" / "clip.mp4"
+        damaged.write_bytes(damage.apply((samples / "clip.mp4").read_bytes()))
+        stderr = text_io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(text_io.StringIO()):
+            code = extract.main(["--input_folder", str(folder / "videos"), "--output_folder", str(folder / "out")])
+        assert code in (0, 2) and "Traceback" not in stderr.getvalue()
+        if code == 2:
+            assert stderr.getvalue().startswith(f"Error: could not read video {damaged}")
+            assert not (folder / "out" / "clip").exists()
+        else:
+            frames = sorted((folder / "out" / "clip").iterdir())
+            assert frames and all(cv2.imread(str(frame)) is not None for frame in frames)  # whole JPEGs, no temp files
+
+
+@settings(FUZZ, max_examples=3)  # 57-frame clips: the slowest runs here
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 120), st.integers(1, 120)), min_size=1, max_size=3),
+    fit=st.sampled_from(["stretch", "crop", "pad"]),
+    output_size=st.sampled_from(["model", "input"]),
+)
+def test_random_and_mixed_frame_sizes(
+    tiny_checkpoints: Path, sizes: list[tuple[int, int]], fit: str, output_size: str
+) -> None:
+    with scratch() as folder:
+        rng = np.random.default_rng(len(sizes))
+        for index, size in enumerate(sizes):  # one clip of mixed sizes, padded to 57 frames with its last file
+            path = folder / "in" / "clip" / f"frame_{index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            iio.imwrite(path, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        run = run_cli(inverse, tiny_checkpoints, *SMALL, "--dataset_path", str(folder / "in"), "--num_video_frames",
+                      "57", "--video_save_folder", str(folder / "out"), "--inference_passes", "depth", "--fit", fit,
+                      "--output_size", output_size)
+        if run.code == 2:  # outputs of one pixel row or column at the input's size cannot be an H.264 video
+            assert output_size == "input" and "too small for an H.264 video" in run.last_line
+        else:
+            assert run.code == 0, run.output
+            assert len(iio.imread(folder / "out" / "clip.depth.mp4")) == 57
+        assert len(list((folder / "out" / "gbuffer_frames" / "clip").glob("0000.*.depth.jpg"))) == 57
+        assert_no_leftovers(folder / "out")
+
+
+@FUZZ
+@given(
+    texels=st.lists(
+        st.tuples(st.integers(0, 15), st.integers(0, 31), st.sampled_from([np.nan, np.inf, -np.inf, -1.0, -1e30])),
+        max_size=20,
+    )
+)
+def test_hdri_with_nan_inf_or_negative_values(
+    tiny_checkpoints: Path, gbuffers: Path, texels: list[tuple[int, int, float]]
+) -> None:
+    with scratch() as folder:
+        image = sky()
+        for row, column, value in texels:
+            image[row, column, 1] = value
+        path = write_exr(folder / "sky.exr", image)
+        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(gbuffers, folder / "out"),
+                      "--use_custom_envmap", "True", "--envlight_path", str(path))
+        assert run.code == 0, run.output
+        assert ("texel(s) replaced" in run.output) == bool(texels)
+        assert finished_files(folder / "out").keys() == {"clip__0000.relit_0000.jpg"}
+
+
+@FUZZ
+@given(missing=st.sets(st.sampled_from(PASSES)))
+def test_missing_gbuffer_passes(tiny_checkpoints: Path, missing: set[str]) -> None:
+    with scratch() as folder:
+        present = tuple(name for name in PASSES if name not in missing)
+        gbuffers = write_gbuffers(folder / "gbuffers", passes=present)
+        if not present:
+            iio.imwrite(gbuffers / "clip" / "0000.0000.jpg", np.zeros((8, 8, 3), np.uint8))
+        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(gbuffers, folder / "out"))
+        if not present:
+            assert run.code == 2 and run.last_line.startswith(f"error: No G-buffer images in {gbuffers}")
+        else:
+            assert run.code == 0, run.output
+            assert ("no " + ", ".join(n for n in PASSES if n in missing) + " frames" in run.output) == bool(missing)
+        assert_no_leftovers(folder / "out")

@@ -1,0 +1,551 @@
+"""Bad input never crashes, and interrupted work is never lost (tiny checkpoints, CPU).
+
+Every problem a user can cause or fix ends a run with exit code 2 and one line on stderr that says what is wrong, in
+which file, and how to fix it; never a traceback (unless --debug). An internal error ends with one line and a hint to
+use --debug. Outputs are written under hidden temporary names and renamed, so a killed run leaves only complete
+files, a rerun removes the killed run's temporary files and finishes the rest with byte-identical results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as text_io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.diffusion import data, io
+from cosmos_predict1.diffusion.frames import read_image
+from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
+from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+from cosmos_predict1.diffusion.renderer import InverseRenderer
+
+from conftest import REPO_ROOT
+from test_cli_inverse import SIZE, write_images
+from test_scripts import download, extract
+
+PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
+INVERSE_SCRIPT = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
+FORWARD_SCRIPT = "cosmos_predict1/diffusion/inference/inference_forward_renderer.py"
+DOWNLOAD_COMMAND = "download_diffusion_renderer_checkpoints.py --checkpoint_dir"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class Run:
+    """One in-process CLI run: its exit code and everything it printed to stderr or logged."""
+
+    code: int
+    output: str
+
+    @property
+    def last_line(self) -> str:
+        return self.output.rstrip().splitlines()[-1]
+
+
+def run_cli(script: ModuleType, checkpoints: Path, *args: str) -> Run:
+    """``script.main`` on the CPU (1 step, 64 × 96; later options win), capturing stderr and the package's log."""
+    stream = text_io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("cosmos_predict1")
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stderr(stream):
+            code = script.main(
+                ["--checkpoint_dir", str(checkpoints), "--device", "cpu", "--num_steps", "1", *SIZE, *args]
+            )
+    finally:
+        logger.removeHandler(handler)
+    return Run(code, stream.getvalue())
+
+
+def assert_user_error(run: Run, *fragments: str) -> None:
+    """Exit code 2, no traceback, and a last line ``error: ...`` that holds every fragment."""
+    assert run.code == 2, run.output
+    assert "Traceback" not in run.output
+    assert run.last_line.startswith("error: ") and all(f in run.last_line for f in fragments), run.last_line
+
+
+def finished_files(folder: Path) -> dict[str, bytes]:
+    """The visible files under ``folder`` (relative POSIX path → content)."""
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")] if folder.is_dir() else []
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
+
+
+def assert_no_leftovers(folder: Path) -> None:
+    """No temporary file anywhere under ``folder``, and every output in it is complete (it decodes)."""
+    for path in folder.rglob("*") if folder.is_dir() else []:
+        assert not io.TEMPORARY_NAME.fullmatch(path.name), path
+        if path.is_file():
+            assert (iio.imread(path) if path.suffix == ".mp4" else read_image(path)).size > 0, path
+
+
+def inverse_args(dataset: Path, out: Path, *extra: str) -> list[str]:
+    """Options of a 1-frame inverse run of ``dataset`` into ``out`` (depth only)."""
+    return ["--dataset_path", str(dataset), "--video_save_folder", str(out), "--num_video_frames", "1",
+            "--group_mode", "webdataset", "--inference_passes", "depth", *extra]
+
+
+def forward_args(gbuffers: Path, out: Path, *extra: str) -> list[str]:
+    """Options of a 1-frame forward run of ``gbuffers`` into ``out`` (random lighting 0 unless overridden)."""
+    return ["--dataset_path", str(gbuffers), "--video_save_folder", str(out), "--num_video_frames", "1",
+            "--use_custom_envmap", "False", "--envlight_ind", "0", *extra]
+
+
+def write_gbuffers(root: Path, passes: tuple[str, ...] = PASSES, seed: int = 0) -> Path:
+    """``root/clip/0000.0000.<pass>.jpg`` with random pixels for each of ``passes``; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    (root / "clip").mkdir(parents=True, exist_ok=True)
+    for name in passes:
+        iio.imwrite(root / "clip" / f"0000.0000.{name}.jpg", rng.integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    return root
+
+
+def write_exr(path: Path, image: np.ndarray) -> Path:
+    io.write_exr(path, image.astype(np.float32))
+    return path
+
+
+def sky(height: int = 16, width: int = 32) -> np.ndarray:
+    """A small float32 HDR sky: a blue gradient with a bright sun."""
+    image = np.linspace(2.0, 0.2, height, dtype=np.float32)[:, None, None] * np.array([0.6, 0.8, 1.0], np.float32)
+    image = np.broadcast_to(image, (height, width, 3)).copy()
+    image[2:4, 20:22] = 500.0
+    return image
+
+
+def damaged_checkpoints(source: Path, folder: Path, relative: str, content: bytes | None) -> Path:
+    """A copy of ``source`` as ``folder`` in which ``relative`` holds ``content`` (None: the file is missing).
+
+    Unchanged files are hard links (fast); the damaged one is a new file, so ``source`` stays intact.
+    """
+    shutil.copytree(source, folder, copy_function=os.link)
+    (folder / relative).unlink()
+    if content is not None:
+        (folder / relative).write_bytes(content)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    write_images(folder, ["image_a.png", "image_b.jpg"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gbuffers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_gbuffers(tmp_path_factory.mktemp("gbuffer_frames"))
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize(
+    "relative, damage, message",
+    [
+        (TOKENIZER, "folder", "checkpoint folder missing; download it with"),
+        (f"{INVERSE_MODEL}/model.pt", "missing", "model.pt: missing; download the weights with"),
+        (f"{INVERSE_MODEL}/model.pt", "truncated", "model.pt: cannot be read as a PyTorch checkpoint"),
+        (f"{INVERSE_MODEL}/model.pt", "garbage", "the file is corrupt or incomplete: download it again"),
+        (f"{TOKENIZER}/encoder.jit", "missing", "encoder.jit: missing; download the tokenizer with"),
+        (f"{TOKENIZER}/encoder.jit", "truncated", "encoder.jit: cannot be read as a TorchScript file"),
+        (f"{TOKENIZER}/decoder.jit", "garbage", "decoder.jit: cannot be read as a TorchScript file"),
+        (f"{TOKENIZER}/mean_std.pt", "truncated", "mean_std.pt: unreadable"),
+        (f"{TOKENIZER}/image_mean_std.pt", "missing", "image_mean_std.pt: missing; re-download it with"),
+    ],
+)
+def test_missing_or_corrupt_checkpoint_files(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, relative: str, damage: str, message: str
+) -> None:
+    source = tiny_checkpoints / relative
+    if damage == "folder":
+        checkpoints = tmp_path / "checkpoints"
+        shutil.copytree(tiny_checkpoints, checkpoints, copy_function=os.link, ignore=lambda folder, names: [TOKENIZER])
+    else:
+        content = {"missing": None, "truncated": source.read_bytes()[: source.stat().st_size // 2],
+                   "garbage": bytes(range(256)) * 8}[damage]
+        checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", relative, content)
+    run = run_cli(inverse, checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert_user_error(run, message, str(checkpoints / relative), f"{DOWNLOAD_COMMAND} {checkpoints}")
+    assert finished_files(tmp_path / "out") == {}
+
+
+def test_verify_mode_names_files_with_wrong_md5(tiny_checkpoints: Path, tmp_path: Path, capsys) -> None:
+    checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", f"{TOKENIZER}/decoder.jit", None)
+    assert download.main(["--checkpoint_dir", str(checkpoints), "--verify_only"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    model = checkpoints / INVERSE_MODEL / "model.pt"
+    assert f"MD5 checksum mismatch (corrupt or incomplete download) of {model}" in line
+    assert f"missing {checkpoints / TOKENIZER / 'decoder.jit'}" in line
+    assert line.endswith(f"{DOWNLOAD_COMMAND} {checkpoints}")
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def test_corrupt_and_truncated_images_name_the_file(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
+    for name, content in [("broken.jpg", (images / "image_b.jpg").read_bytes()[:300]), ("text.png", b"not a png")]:
+        dataset = tmp_path / name
+        shutil.copytree(images, dataset)
+        (dataset / name).write_bytes(content)
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(dataset, tmp_path / f"out_{name}"))
+        assert_user_error(run, f"Cannot read image {dataset / name}", "replace the file or remove it")
+        assert_no_leftovers(tmp_path / f"out_{name}")
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=100)
+    assert np.abs(read_image(tmp_path / "print.jpg") - rgb / 255).mean() < 0.05  # not its K channel taken for alpha
+
+
+def test_nan_and_inf_in_an_exr_input_are_replaced_with_a_warning(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    image = np.random.default_rng(0).random((48, 80, 3)).astype(np.float32)
+    image[3, 4, 0], image[5, 6, 1], image[7, 8, 2] = np.nan, np.inf, -np.inf
+    write_exr(tmp_path / "in" / "photo.exr", image)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "out", "--output_format", "exr"))
+    assert run.code == 0 and "photo.exr: 3 NaN or infinite value(s) replaced" in run.output
+    depth = read_image(tmp_path / "out/gbuffer_frames/photo/0000.0000.depth.exr")
+    assert np.isfinite(depth).all()  # one NaN pixel would otherwise spread over the whole output
+
+
+def test_empty_input_folder(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "empty", tmp_path / "out"))
+    assert_user_error(run, f"No images in {tmp_path / 'empty'}", "check --dataset_path", "--image_extensions")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--num_video_frames", "9"], "the released models take 1 frame (images) or 57 frames (videos)"),
+        (["--height", "72"], "--height 72: must be a positive multiple of 16"),
+        (["--width", "2048"], "at most 1920"),
+    ],
+)
+def test_sizes_the_model_cannot_take_name_the_allowed_values(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, options: list[str], message: str
+) -> None:
+    assert_user_error(run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path), *options), message)
+
+
+def test_mixed_image_sizes_in_one_clip_work(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    for index, (height, width) in enumerate([(48, 80), (90, 30), (17, 200)]):
+        path = tmp_path / "frames" / "clip" / f"frame_{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    run = run_cli(inverse, tiny_checkpoints, "--dataset_path", str(tmp_path / "frames"), "--num_video_frames", "57",
+                  "--video_save_folder", str(tmp_path / "out"), "--inference_passes", "depth", "--fit", "crop",
+                  "--height", "32", "--width", "48")
+    assert run.code == 0, run.output
+    assert iio.imread(tmp_path / "out" / "clip.depth.mp4").shape == (57, 32, 48, 3)
+
+
+def test_frames_too_small_for_a_video(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "frames", ["clip"], frames=2)
+    for path in (tmp_path / "frames" / "clip").iterdir():
+        iio.imwrite(path, np.zeros((1, 1, 3), np.uint8))
+    run = run_cli(inverse, tiny_checkpoints, "--dataset_path", str(tmp_path / "frames"), "--num_video_frames", "57",
+                  "--video_save_folder", str(tmp_path / "out"), "--inference_passes", "depth", "--output_size", "input",
+                  "--height", "32", "--width", "48")
+    assert_user_error(run, "clip.depth.mp4: 1×1 frames are too small for an H.264 video", "--output_size model")
+    assert_no_leftovers(tmp_path / "out")
+
+
+def test_unwritable_output_folder_fails_before_any_work(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a_file").write_text("")
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "a_file" / "out"))
+    assert_user_error(run, f"{tmp_path / 'a_file'} is a file; choose another --video_save_folder")
+    monkeypatch.setattr(io.os, "access", lambda path, mode: False)  # root may write anywhere: simulate a read-only disk
+    monkeypatch.setattr(InverseRenderer, "render", lambda *args, **kwargs: pytest.fail("rendered while read-only"))
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "readonly" / "out"))
+    assert_user_error(run, f"Output folder {tmp_path / 'readonly' / 'out'} is not writable", "fix its permissions")
+
+
+def test_full_disk_while_writing_is_a_user_error(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io.iio, "imwrite", disk_full)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert_user_error(run, "Cannot write", "No space left on device", "check free space")
+    assert_no_leftovers(tmp_path / "out")
+
+
+def test_no_cuda_device_says_so(tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"), "--device", "cuda")
+    assert_user_error(run, "--device cuda: no CUDA GPU is available; use --device cpu")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+    ],
+    ids=["torch", "cudnn"],
+)
+def test_gpu_out_of_memory_suggests_offloading_and_max_batch(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(InverseRenderer, "render", out_of_memory)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert_user_error(
+        run, "GPU ran out of memory", "--max_batch", "--offload_diffusion_transformer", "--offload_tokenizer"
+    )
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_internal_error_is_one_line_with_a_debug_hint(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug: bool
+) -> None:
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ValueError("unexpected state\nsecond line")
+
+    monkeypatch.setattr(InverseRenderer, "render", bug)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"), *(["--debug"] if debug else []))
+    assert run.code == 1
+    assert run.last_line == (
+        "internal error: ValueError: unexpected state second line (rerun with --debug for the traceback)"
+    )
+    assert ("Traceback" in run.output) == debug
+
+
+def test_ctrl_c_keeps_finished_outputs(tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch) -> None:
+    render = InverseRenderer.render
+    calls = []
+
+    def interrupted_second_time(*args: object, **kwargs: object):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(InverseRenderer, "render", interrupted_second_time)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert run.code == 130 and run.last_line.startswith("interrupted: finished outputs are kept; rerun")
+    expected = ["gbuffer_frames/image_a/0000.0000.depth.jpg", "image_a.depth.jpg"]
+    assert sorted(finished_files(tmp_path / "out")) == expected
+    assert_no_leftovers(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------------------------- forward inputs
+
+
+def test_corrupt_environment_map(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
+    for name, content in [("sky.hdr", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16 +X 32\n\x02\x02"),
+                          ("sky.exr", b"v/1\x01" + bytes(100))]:
+        (tmp_path / name).write_bytes(content)
+        run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap",
+                      "True", "--envlight_path", str(tmp_path / name))
+        assert_user_error(run, f"{tmp_path / name}: cannot read the environment map", "give an equirectangular")
+
+
+def test_nan_inf_and_negative_hdri_values_are_cleaned_with_a_warning(
+    tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path
+) -> None:
+    image = sky()
+    image[0, 0], image[1, 1], image[2, 2] = np.nan, np.inf, -5.0
+    path = write_exr(tmp_path / "bad_sky.exr", image)
+    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap", "True",
+                  "--envlight_path", str(path))
+    assert run.code == 0, run.output
+    assert f"{path}: 1 NaN, 1 infinite, 1 negative texel(s) replaced" in run.output
+    assert finished_files(tmp_path / "out").keys() == {"clip__0000.relit_0000.jpg"}
+
+
+def test_missing_gbuffer_passes_warn_and_no_pass_at_all_fails(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    partial = write_gbuffers(tmp_path / "partial", passes=("basecolor", "normal", "depth"))
+    run = run_cli(forward, tiny_checkpoints, *forward_args(partial, tmp_path / "out"))
+    assert run.code == 0 and "clip/0000: no roughness, metallic frames" in run.output
+    (tmp_path / "none" / "clip").mkdir(parents=True)
+    iio.imwrite(tmp_path / "none" / "clip" / "0000.0000.jpg", np.zeros((8, 8, 3), np.uint8))
+    run = run_cli(forward, tiny_checkpoints, *forward_args(tmp_path / "none", tmp_path / "out_none"))
+    assert_user_error(run, f"No G-buffer images in {tmp_path / 'none'}", "point --dataset_path at the inverse run")
+
+
+def test_corrupt_gbuffer_image(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
+    shutil.copytree(gbuffers, tmp_path / "gbuffers")
+    broken = tmp_path / "gbuffers" / "clip" / "0000.0000.normal.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])
+    run = run_cli(forward, tiny_checkpoints, *forward_args(tmp_path / "gbuffers", tmp_path / "out"))
+    assert_user_error(run, f"Cannot read image {broken}")
+
+
+# ----------------------------------------------------------------------------------------------- frame extraction
+
+
+def test_frame_extraction_reports_corrupt_videos_and_unwritable_folders(tmp_path: Path, capsys) -> None:
+    io.write_video(tmp_path / "good.mp4", np.zeros((6, 16, 16, 3), np.uint8), fps=24)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "cut.mp4").write_bytes((tmp_path / "good.mp4").read_bytes()[:-200])
+    assert extract.main(["--input_folder", str(tmp_path / "videos"), "--output_folder", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: could not read video {tmp_path / 'videos' / 'cut.mp4'}")
+    assert len(err.splitlines()) == 1
+    assert "corrupt, truncated or not a video: replace or re-encode it" in err and not (tmp_path / "out").exists()
+
+    shutil.copy(tmp_path / "good.mp4", tmp_path / "videos" / "cut.mp4")
+    (tmp_path / "a_file").write_text("")
+    assert extract.main(["--input_folder", str(tmp_path / "videos"), "--output_folder", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: cannot write the frames of {tmp_path / 'videos' / 'cut.mp4'}")
+    assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------- atomic outputs
+
+
+def test_every_output_is_written_under_a_temporary_name_and_renamed(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[Path, Path]] = []
+    replace = os.replace
+
+    def recording_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+        renames.append((Path(source), Path(target)))
+        replace(source, target)
+
+    monkeypatch.setattr(io.os, "replace", recording_replace)
+    out = tmp_path / "out"
+    options = ["--output_format", "exr", "--contact_sheet", "true", "--inference_passes", "depth", "normal",
+               "basecolor"]
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out), *options)
+    assert run.code == 0, run.output
+    io.write_video(out / "clip.mp4", np.zeros((3, 8, 8, 3), np.uint8), fps=24)
+    written = {target for _, target in renames if out in target.parents}
+    assert written == {out / name for name in finished_files(out)}
+    assert {path.suffix for path in written} == {".exr", ".png", ".jpg", ".mp4"}
+    for source, target in renames:
+        if target in written:
+            assert source == io.temporary_path(target) and source.parent == target.parent
+            assert io.TEMPORARY_NAME.fullmatch(source.name)["pid"] == str(os.getpid())
+    assert_no_leftovers(out)
+
+
+def finished_process_id() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    dead = finished_process_id()
+    stale = [
+        tmp_path / f".image.depth.tmp-{dead}.jpg",
+        tmp_path / "gbuffer_frames" / "c" / f".0000.0000.normal.tmp-{dead}.exr",
+    ]
+    kept = [
+        tmp_path / f".image.normal.tmp-{os.getpid()}.jpg",  # a live run's file in progress
+        tmp_path / ".image.tmp-abc.jpg",
+        tmp_path / "image.tmp-1.jpg",
+        tmp_path / ".hidden.jpg",
+        tmp_path / "image.depth.jpg",
+    ]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert io.prepare_output_folder(tmp_path) == 2
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert io.prepare_output_folder(tmp_path / "not" / "yet") == 0
+
+
+def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["image.png"])
+    (tmp_path / "in" / ".image.depth.tmp-123.png").write_bytes(b"partial")
+    items = data.inverse_work_items(tmp_path / "in", 1, group_mode="webdataset")
+    assert [item.clip_name for item in items] == ["image"]
+    gbuffers = write_gbuffers(tmp_path / "gbuffer_frames", passes=("depth",))
+    (gbuffers / "clip" / ".0000.0000.normal.tmp-123.jpg").write_bytes(b"partial")
+    (clip,) = data.gbuffer_clips(gbuffers, 1)
+    assert list(clip.passes) == ["depth"]
+
+
+def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
+    common = ["--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", *SIZE, "--num_steps", "10",
+              "--num_video_frames", "1", "--group_mode", "webdataset", "--dataset_path", str(tmp_path / "in")]
+    assert inverse.main([*common, "--video_save_folder", str(tmp_path / "reference")]) == 0
+    reference = finished_files(tmp_path / "reference")
+    assert len(reference) == 10 * 2 * len(PASSES)
+
+    out = tmp_path / "out"
+    command = [sys.executable, INVERSE_SCRIPT, *common, "--video_save_folder", str(out)]
+    killed = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not finished_files(out) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.kill()
+    killed.wait()
+    done = finished_files(out)
+    assert 0 < len(done) < len(reference), "the run was not interrupted in the middle"
+    assert all(content == reference[name] for name, content in done.items())  # nothing partial under a final name
+
+    stale = out / "gbuffer_frames" / "image_09" / f".0000.0000.depth.tmp-{killed.pid}.jpg"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half a JPEG")  # what a kill during a write leaves
+    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
+    assert "temporary file(s) left in" in rerun.stderr
+    assert finished_files(out) == reference
+    assert not [path for path in out.rglob("*") if io.TEMPORARY_NAME.fullmatch(path.name)]
+
+
+# ----------------------------------------------------------------------------------------------- real stderr
+
+
+@pytest.mark.parametrize("script", [INVERSE_SCRIPT, FORWARD_SCRIPT])
+def test_subprocess_prints_one_error_line_without_traceback(
+    script: str, tiny_checkpoints: Path, images: Path, gbuffers: Path, tmp_path: Path
+) -> None:
+    if script == INVERSE_SCRIPT:
+        model = f"{INVERSE_MODEL}/model.pt"
+        checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", model, b"PK\x03\x04")
+        args = inverse_args(images, tmp_path / "out")
+        expected = f"error: {checkpoints / INVERSE_MODEL / 'model.pt'}: cannot be read as a PyTorch checkpoint"
+    else:
+        checkpoints = tiny_checkpoints
+        cv2.imwrite(str(tmp_path / "sky.hdr"), sky())
+        (tmp_path / "sky.hdr").write_bytes((tmp_path / "sky.hdr").read_bytes()[:-300])
+        args = [*forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap", "True",
+                "--envlight_path", str(tmp_path / "sky.hdr")]
+        expected = f"error: {tmp_path / 'sky.hdr'}: cannot read the environment map"
+    result = subprocess.run(
+        [sys.executable, script, "--checkpoint_dir", str(checkpoints), "--device", "cpu", *SIZE, *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(expected), result.stderr
+    assert finished_files(tmp_path / "out") == {}
