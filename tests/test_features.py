@@ -218,3 +218,12 @@ def test_long_clip_gives_one_continuous_video(tiny_checkpoints: Path, tmp_path: 
     print(f"seam strength (mean |Δframe|, 0-255): hard cut {cut_border:.2f} at the border vs {cut_inside:.2f} inside; "
           f"cross-fade {faded_border:.2f} per frame over the overlap vs {faded_inside:.2f} inside")
     assert faded_border < cut_border
+
+
+def test_missing_contact_sheet_is_redone_on_resume(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
+    args = [*common(tiny_checkpoints), "--dataset_path", str(images), "--num_video_frames", "1", "--group_mode",
+            "webdataset", "--inference_passes", "depth", "--contact_sheet", "true", "--video_save_folder", str(tmp_path)]
+    assert inverse.main(args) == 0
+    sheet = tmp_path / "contact_sheets/image_1.png"
+    sheet.unlink()
+    assert inverse.main(args) == 0 and sheet.is_file()

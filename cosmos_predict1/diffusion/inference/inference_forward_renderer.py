@@ -31,7 +31,7 @@ import torch
 
 from cosmos_predict1.checkpoints import FORWARD_MODEL
 from cosmos_predict1.diffusion import cli, data, distributed, io
-from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.contact_sheet import contact_sheet_path, write_contact_sheet
 from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
 from cosmos_predict1.diffusion.envmap import EnvironmentMap, load_camera_rotations
@@ -222,7 +222,8 @@ def render_all(args: argparse.Namespace) -> str:
     )
     todo = cli.pending_work(
         [(clip, lightings) for clip in clips],
-        done=lambda clip, light: cli.all_exist(expected_outputs(args, clip, light)),
+        done=lambda clip, light: cli.all_exist(expected_outputs(args, clip, light))
+        and not (args.contact_sheet and not contact_sheet_path(args.video_save_folder, clip.clip_name).is_file()),
         overwrite=args.overwrite,
     )
     if not todo:

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 
 from cosmos_predict1.checkpoints import INVERSE_MODEL
 from cosmos_predict1.diffusion import cli, data, distributed, io
-from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.contact_sheet import contact_sheet_path, write_contact_sheet
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.frames import load_frames
@@ -163,7 +163,8 @@ def render_all(args: argparse.Namespace) -> str:
     with_video = {item.clip_name: args.save_video and item.clip_name not in stitched for item in items}
     todo = cli.pending_work(
         [(item, args.inference_passes) for item in items],
-        done=lambda item, name: cli.all_exist(expected_outputs(args, item, name, with_video[item.clip_name])),
+        done=lambda item, name: cli.all_exist(expected_outputs(args, item, name, with_video[item.clip_name]))
+        and not (args.contact_sheet and item.chunk_index == 0 and not contact_sheet_path(args.video_save_folder, item.clip_name).is_file()),
         overwrite=args.overwrite,
     )
     if not todo:
