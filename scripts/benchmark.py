@@ -40,7 +40,7 @@ from cosmos_predict1.diffusion.renderer import (
 
 HEIGHT, WIDTH = 704, 1280
 FRAMES = {"1 frame": 1, "57 frames": 57}
-CASES = ("ceilings", "steps", "anchor", "tokenizer", "image_inverse", "video_inverse", "video_forward", "offload")
+CASES = ("ceilings", "steps", "anchor", "fp8", "tokenizer", "image_inverse", "video_inverse", "video_forward", "offload")
 
 
 @dataclass
@@ -196,6 +196,29 @@ def bench_steps(records: list[Record], context: dict) -> None:
     context["our_steps"] = {label: min(results[(c, label)] for c in (False, True)) for label in FRAMES}
     del network
     torch.cuda.empty_cache()
+
+
+def bench_fp8(records: list[Record], context: dict) -> None:
+    """The compiled step with ``--fp8`` layers, and its deviation from the bf16 step on the same inputs."""
+    from cosmos_predict1.diffusion.networks.fp8 import use_fp8
+
+    network = random_network(INVERSE_7B)
+    index = torch.tensor([3], device="cuda")
+    t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
+    inputs = {label: latent_inputs(network.config, frames, 1) for label, frames in FRAMES.items()}
+    with attention_backends(torch.device("cuda")), torch.no_grad():
+        exact = {label: network(x, t, c, context_index=index) for label, (x, c) in inputs.items()}
+        use_fp8(network)
+        compile_blocks(network)
+        for label, frames in FRAMES.items():
+            x, c = inputs[label]
+            out = network(x, t, c, context_index=index)
+            deviation = ((out.float() - exact[label].float()).norm() / exact[label].float().norm()).item()
+            reset_peak()
+            seconds = timed(lambda: network(x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
+            floor = floor_seconds(context, network.config, frames, 1) if "matmul_tflops" in context else None
+            note = f"relative RMS vs bf16 step {deviation:.1e} (random weights)"
+            records.append(Record(f"DiT step, inverse, {label}, compiled, --fp8", seconds, floor, peak_gib=peak_gib(), note=note))
 
 
 def bench_anchor(records: list[Record], context: dict) -> None:
@@ -422,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "ceilings": lambda: bench_ceilings(records, context),
         "steps": lambda: bench_steps(records, context),
         "anchor": lambda: bench_anchor(records, context),
+        "fp8": lambda: bench_fp8(records, context),
         "tokenizer": lambda: bench_tokenizer(records, context, variants=args.tokenizer_variants),
         "image_inverse": lambda: bench_inverse(records, context, 1),
         "video_inverse": lambda: bench_inverse(records, context, 57),

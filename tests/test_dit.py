@@ -256,3 +256,20 @@ def test_compiled_blocks_give_the_same_output() -> None:
         assert compile_blocks(net)
         compiled = net(x, 0.5, c)
     assert max_relative_error(compiled, eager) < 1e-5
+
+
+def test_fp8_layers_approximate_the_network() -> None:
+    from cosmos_predict1.diffusion.networks.fp8 import FP8Linear, quantize_rows, use_fp8
+
+    x = torch.randn(5, 64)
+    q, scale = quantize_rows(x)
+    assert q.dtype == torch.float8_e4m3fn and (q.float() * scale - x).abs().max() <= 0.07 * x.abs().max()
+    net = _tiny(INVERSE_7B)
+    inputs = (torch.randn(1, 16, 2, 8, 8), torch.tensor(0.3), torch.randn(1, 16, 2, 8, 8))
+    with torch.no_grad():
+        exact = net(*inputs, context_index=torch.tensor([2]))
+        assert use_fp8(net) == 4 * net.config.num_blocks
+        approximate = net(*inputs, context_index=torch.tensor([2]))
+    assert isinstance(net.blocks[0].mlp.fc1, FP8Linear)
+    relative_rms = ((approximate - exact).norm() / exact.norm()).item()
+    assert 0 < relative_rms < 0.1

@@ -27,6 +27,7 @@ from . import distributed, fit, io
 from .frames import Preprocessing
 from .networks import DiffusionRendererDiT, DiTConfig, build_network, context_parallel
 from .networks.acceleration import compile_blocks
+from .networks.fp8 import use_fp8
 from .renderer import Renderer, SamplingOptions
 from .tokenizer import VideoTokenizer, load_tokenizer
 
@@ -101,6 +102,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="Most outputs of one clip sampled together (default: from the clip size; all 5 passes of an image).",
     )
     add("--compile", type=str2bool, default=None, help="torch.compile the DiT and tokenizer (default: on for GPUs).")
+    add(
+        "--fp8",
+        action="store_true",
+        help="FP8 matrix products in the DiT's large layers (Hopper GPUs): faster, approximate (see BENCHMARKS.md).",
+    )
     add("--overwrite", action="store_true", help="Redo work items whose outputs already exist.")
     add(
         "--allow_unsafe_checkpoint",
@@ -152,6 +158,8 @@ def validate_common_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--max_batch {args.max_batch}: must be at least 1.")
     if args.guidance < 0:
         raise UserError(f"--guidance {args.guidance}: must be ≥ 0.")
+    if args.fp8 and args.offload_diffusion_transformer:
+        raise UserError("--fp8 and --offload_diffusion_transformer cannot be combined; choose one.")
 
 
 def compute_device(name: str) -> torch.device:
@@ -251,7 +259,9 @@ def sampling_options(args: argparse.Namespace) -> SamplingOptions:
 
 
 def accelerate(network: DiffusionRendererDiT, tokenizer: VideoTokenizer, args: argparse.Namespace, device: torch.device) -> None:
-    """Compile the DiT blocks and the tokenizer where asked (default: on CUDA devices)."""
+    """FP8 layers if asked, then compile the DiT blocks and the tokenizer where asked (default: on CUDA devices)."""
+    if args.fp8:
+        use_fp8(network)
     if args.compile if args.compile is not None else device.type == "cuda":
         compile_blocks(network)
         tokenizer.compile()
