@@ -29,7 +29,8 @@ def _network(family: str) -> DiffusionRendererDiT:
     return build_network(FIXTURES / family, BASE[family], dtype=torch.float32)
 
 
-def _run(net: DiffusionRendererDiT, inputs: dict) -> torch.Tensor:
+def run_fixture_inputs(net: DiffusionRendererDiT, inputs: dict) -> torch.Tensor:
+    """The network on a fixture case's inputs (keyword names as the original's forward)."""
     return net(
         inputs["x"],
         inputs["timesteps"],
@@ -45,7 +46,7 @@ def _run(net: DiffusionRendererDiT, inputs: dict) -> torch.Tensor:
 @pytest.mark.parametrize("case", fixture_cases("dit_inverse") + fixture_cases("dit_forward"))
 def test_network_reproduces_fixture(case: Path) -> None:
     net = _network(case.parent.name)
-    out = _run(net, load_pt(case / "inputs.pt"))
+    out = run_fixture_inputs(net, load_pt(case / "inputs.pt"))
     ref = load_pt(case / "output.pt")["output"]
     assert out.shape == ref.shape
     error = max_relative_error(out, ref)

@@ -12,7 +12,8 @@ from cosmos_predict1.diffusion.networks.acceleration import attention_backends, 
 from cosmos_predict1.diffusion.networks.offload import BlockStreamer
 from cosmos_predict1.diffusion.networks.position_embedding import rope_angles
 
-from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
+from conftest import FIXTURES, fixture_cases, load_pt
+from test_dit import run_fixture_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -37,15 +38,7 @@ def test_bf16_network_on_gpu_is_close_to_fp32_reference(case: Path) -> None:
     network = build_network(FIXTURES / family, INVERSE_7B if family == "dit_inverse" else FORWARD_7B, device="cuda")
     inputs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in load_pt(case / "inputs.pt").items()}
     with torch.no_grad(), attention_backends(torch.device("cuda")):
-        out = network(
-            inputs["x"],
-            inputs["timesteps"],
-            inputs["latent_condition"],
-            fps=inputs["fps"],
-            padding_mask=inputs["padding_mask"],
-            crossattn_emb=inputs["crossattn_emb"].contiguous(),
-            context_index=inputs.get("context_index"),
-        )
+        out = run_fixture_inputs(network, inputs)
     error = relative_rms(out, load_pt(case / "output.pt")["output"])
     print(f"{case.parent.name}/{case.name}: bf16 GPU vs fp32 reference, relative RMS {error:.2e}")
     assert error < 3e-2

@@ -258,6 +258,28 @@ def sampling_options(args: argparse.Namespace) -> SamplingOptions:
     return SamplingOptions(num_steps=args.num_steps, guidance=args.guidance, max_batch=args.max_batch)
 
 
+RendererType = TypeVar("RendererType", bound=Renderer)
+
+
+def build_renderer(
+    args: argparse.Namespace, renderer_class: type[RendererType], base: DiTConfig, device: torch.device
+) -> tuple[RendererType, tuple[int, ...]]:
+    """The script's renderer on ``device`` (models loaded, offloading and speed options applied) and the shape of
+    one output's latent ``[1, 16, T', H/8, W/8]``."""
+    network, tokenizer = load_models(args, args.diffusion_transformer_dir, base, device)
+    renderer = renderer_class(
+        network,
+        tokenizer,
+        device=device,
+        options=sampling_options(args),
+        offload_network=args.offload_diffusion_transformer,
+        offload_tokenizer=args.offload_tokenizer,
+    )
+    accelerate(network, tokenizer, args, device)
+    frames = tokenizer.latent_frames(args.num_video_frames)
+    return renderer, (1, tokenizer.latent_channels, frames, args.height // 8, args.width // 8)
+
+
 def accelerate(network: DiffusionRendererDiT, tokenizer: VideoTokenizer, args: argparse.Namespace, device: torch.device) -> None:
     """FP8 layers if asked, then compile the DiT blocks and the tokenizer where asked (default: on CUDA devices)."""
     if args.fp8:

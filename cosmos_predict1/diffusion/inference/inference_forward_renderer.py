@@ -239,17 +239,7 @@ def render_all(args: argparse.Namespace) -> str:
         for light in lightings
         if light.hdri is not None
     }
-    network, tokenizer = cli.load_models(args, args.diffusion_transformer_dir, FORWARD_7B, device)
-    renderer = ForwardRenderer(
-        network,
-        tokenizer,
-        device=device,
-        options=cli.sampling_options(args),
-        offload_network=args.offload_diffusion_transformer,
-        offload_tokenizer=args.offload_tokenizer,
-    )
-    cli.accelerate(network, tokenizer, args, device)
-    latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
+    renderer, latent_shape = cli.build_renderer(args, ForwardRenderer, FORWARD_7B, device)
     share = cli.my_share(todo, renderer, latent_shape, whole_items=args.contact_sheet)  # this rank's part (torchrun)
     lighting_latents: dict[int, torch.Tensor] = {}
     written = 0

@@ -173,17 +173,7 @@ def render_all(args: argparse.Namespace) -> str:
         return f"Nothing to do: all outputs of {len(items)} work item(s) exist in {args.video_save_folder} (--overwrite redoes them)"
 
     device = cli.compute_device(args.device)
-    network, tokenizer = cli.load_models(args, args.diffusion_transformer_dir, INVERSE_7B, device)
-    renderer = InverseRenderer(
-        network,
-        tokenizer,
-        device=device,
-        options=cli.sampling_options(args),
-        offload_network=args.offload_diffusion_transformer,
-        offload_tokenizer=args.offload_tokenizer,
-    )
-    cli.accelerate(network, tokenizer, args, device)
-    latent_shape = (1, tokenizer.latent_channels, tokenizer.latent_frames(args.num_video_frames), args.height // 8, args.width // 8)
+    renderer, latent_shape = cli.build_renderer(args, InverseRenderer, INVERSE_7B, device)
     share = cli.my_share(todo, renderer, latent_shape, whole_items=args.contact_sheet)  # this rank's part (torchrun)
     written = 0
     with cli.Progress(share, args.num_steps, [len(passes) for _, passes in share]) as progress:
