@@ -72,6 +72,16 @@ class DiTConfig:
     def patch_out_features(self) -> int:
         return self.out_channels * self.patch_spatial**2 * self.patch_temporal
 
+    @property
+    def rope_ratios(self) -> tuple[float, float, float]:
+        """RoPE extrapolation ratios in (t, h, w) order."""
+        return self.rope_t_extrapolation_ratio, self.rope_h_extrapolation_ratio, self.rope_w_extrapolation_ratio
+
+    @property
+    def extra_ratios(self) -> tuple[float, float, float]:
+        """Extrapolation ratios of the per-block sin-cos embedding in (t, h, w) order."""
+        return self.extra_t_extrapolation_ratio, self.extra_h_extrapolation_ratio, self.extra_w_extrapolation_ratio
+
     def replace(self, **changes: Any) -> "DiTConfig":
         return dataclasses.replace(self, **changes)
 

@@ -112,30 +112,11 @@ class DiffusionRendererDiT(nn.Module):
         if key not in self._position_tables:
             c = self.config
             fps_tensor = torch.tensor([fps], dtype=torch.float32)
+            common = {"dtype": self.dtype, "device": device}
             angles = rope_angles(
-                *grid,
-                c.head_dim,
-                fps_tensor,
-                base_fps=c.rope_base_fps,
-                extrapolation_ratios=(
-                    c.rope_t_extrapolation_ratio,
-                    c.rope_h_extrapolation_ratio,
-                    c.rope_w_extrapolation_ratio,
-                ),
-                dtype=self.dtype,
-                device=device,
+                *grid, c.head_dim, fps_tensor, base_fps=c.rope_base_fps, extrapolation_ratios=c.rope_ratios, **common
             )
-            abs_emb = sincos_embedding(
-                *grid,
-                c.model_channels,
-                extrapolation_ratios=(
-                    c.extra_t_extrapolation_ratio,
-                    c.extra_h_extrapolation_ratio,
-                    c.extra_w_extrapolation_ratio,
-                ),
-                dtype=self.dtype,
-                device=device,
-            )
+            abs_emb = sincos_embedding(*grid, c.model_channels, extrapolation_ratios=c.extra_ratios, **common)
             if len(self._position_tables) >= 8:
                 self._position_tables.clear()
             self._position_tables[key] = (abs_emb, angles.cos(), angles.sin())
