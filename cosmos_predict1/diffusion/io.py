@@ -37,7 +37,8 @@ USER_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errn
 def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
     """Decoded video ``[1, 3, T, H, W]`` or ``[3, T, H, W]`` in ~[−1, 1] → uint8 ``[T, H, W, 3]``.
 
-    clamp(x + 1, 0, 2)/2 · 255 in float32, truncated (not rounded) like the original.
+    clamp(1 + x, 0, 2)/2 · 255, truncated (not rounded), every operation in ``video``'s own dtype as the original
+    does: on the bf16 path (GPUs) the rounding of each bf16 step gives exactly the original's bytes.
     """
     if video.ndim == 5:
         if video.shape[0] != 1:
@@ -45,7 +46,7 @@ def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
         video = video[0]
     if video.ndim != 4 or video.shape[0] != 3:
         raise ValueError(f"expected a video [3, T, H, W], got {list(video.shape)}")
-    unit = (video.float() + 1).clamp(0, 2) / 2
+    unit = (1 + video).clamp(0, 2) / 2
     return (unit.permute(1, 2, 3, 0) * 255).to(torch.uint8).contiguous().cpu().numpy()
 
 
