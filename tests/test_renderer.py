@@ -55,7 +55,8 @@ def test_inverse_end_to_end_reproduces_fixture(case: Path, fixture_tokenizer_fol
     index = int(ref["context_index"].reshape(-1)[0])
     name = {0: "basecolor", 1: "metallic", 2: "roughness", 3: "normal", 4: "depth"}[index]
     states: list[torch.Tensor] = []
-    decoded = renderer.render(ref["video"], [name], [ref["noise"]], on_step=lambda i, x: states.append(x))[name]
+    fps = float(config["pipeline"]["fps"])
+    decoded = renderer.render(ref["video"], [name], [ref["noise"]], on_step=lambda i, x: states.append(x), fps=fps)[name]
     _check_run(renderer, ref, renderer.encode(ref["video"]), decoded, states)
 
 
@@ -69,7 +70,10 @@ def test_forward_end_to_end_reproduces_fixture(case: Path, fixture_tokenizer_fol
     gbuffer_condition = renderer.encode_gbuffers(gbuffers)
     lighting = renderer.encode_lighting({k: inputs[k].contiguous() for k in ("env_ldr", "env_log", "env_nrm")}, gbuffer_condition)
     states: list[torch.Tensor] = []
-    decoded = renderer.render(gbuffer_condition, [lighting], [ref["noise"]], on_step=lambda i, x: states.append(x))[0]
+    fps = float(inputs["fps"].reshape(-1)[0])
+    decoded = renderer.render(
+        gbuffer_condition, [lighting], [ref["noise"]], on_step=lambda i, x: states.append(x), fps=fps
+    )[0]
     _check_run(renderer, ref, torch.cat([gbuffer_condition, lighting], dim=1), decoded, states)
 
 
@@ -131,3 +135,18 @@ def test_normalize_normals_blend() -> None:
     assert out[:, 0].tolist() == pytest.approx([0.1, 0, 0])
     assert out[:, 1].tolist() == pytest.approx([0, 0.5 * 1 + 0.5 * 0.3, 0])
     assert out[:, 2].tolist() == pytest.approx([0, 0, 1])
+
+
+def test_fps_reaches_the_network(tiny_checkpoints: Path) -> None:
+    from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
+
+    tokenizer = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=57)
+    network = build_network(tiny_checkpoints / INVERSE_MODEL, INVERSE_7B, dtype=torch.float32)
+    renderer = InverseRenderer(network, tokenizer, device="cpu", options=SamplingOptions(2))
+    seen: list[float] = []
+    forward = network.forward
+    network.forward = lambda *args, **kwargs: seen.append(kwargs["fps"]) or forward(*args, **kwargs)
+    video, noise = torch.rand(1, 3, 1, 32, 32) * 2 - 1, work_item_noise((1, 16, 1, 4, 4), 0, "x")
+    renderer.render(video, ["depth"], [noise])
+    renderer.render(video, ["depth"], [noise], fps=30.0)
+    assert seen == [24.0, 24.0, 30.0, 30.0]

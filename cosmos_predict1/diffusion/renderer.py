@@ -36,7 +36,7 @@ INVERSE_DEFAULT_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic
 # Order of the forward network's condition blocks (16 latent channels + 1 mask channel each).
 FORWARD_GBUFFER_KEYS = ("basecolor", "normal", "metallic", "roughness", "depth")
 LIGHTING_KEYS = ("env_ldr", "env_log", "env_nrm")
-MODEL_FPS = 24.0  # the frame rate the renderers condition on, whatever the output video's --fps
+MODEL_FPS = 24.0  # the frame rate the CLI datasets give the model (the original's), whatever the output's --fps
 TOKENS_PER_BATCH = 32768  # automatic batch size: about one 57-frame 704×1280 clip, or nine images
 
 StepCallback = Callable[[int, torch.Tensor], None]
@@ -54,7 +54,10 @@ def work_item_noise(shape: Sequence[int], seed: int, *item: object) -> torch.Ten
 
 
 def normalize_normals(video: torch.Tensor) -> torch.Tensor:
-    """Blend normal vectors towards unit length: unchanged below norm 0.2, unit above 0.4. ``[..., 3, T, H, W]``."""
+    """Blend normal vectors towards unit length: unchanged below norm 0.2, unit above 0.4. ``[..., 3, T, H, W]``.
+
+    Computed in ``video``'s dtype with the original's operations in its order, so that bf16 results match its bits.
+    """
     norm = video.norm(dim=-4, keepdim=True)
     unit = video / norm.clamp_min(1e-12)
     blend = ((norm - 0.2) / 0.2).clamp(0, 1)
@@ -117,9 +120,12 @@ class Renderer:
             return tokenizer.encode(video.to(device=self.device, dtype=self.dtype))
 
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
-        """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` (float32, not clamped)."""
+        """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` in the model dtype, not clamped.
+
+        The model dtype is kept (bf16 on GPUs) so that the 8-bit conversion rounds exactly as the original's does.
+        """
         with self._tokenizer() as tokenizer, torch.no_grad():
-            return list(tokenizer.decode(latents).float().split(1))
+            return list(tokenizer.decode(latents).split(1))
 
     def sample(
         self,
@@ -128,11 +134,13 @@ class Renderer:
         context_index: torch.Tensor | None = None,
         on_step: StepCallback | None = None,
         padding_mask: torch.Tensor | None = None,
+        fps: float = MODEL_FPS,
     ) -> torch.Tensor:
         """Sample B latents at once: condition ``[B, C, T', h, w]``, unit noise ``[B, 16, T', h, w]``.
 
         With guidance g > 0 the unconditional prediction (condition set to zero) runs in the same batch.
-        ``padding_mask``: ``[1, 1, H, W]``, 1 where the frames are padding (None: no padding).
+        ``padding_mask``: ``[1, 1, H, W]``, 1 where the frames are padding (None: no padding). ``fps``: the clip's
+        frame rate as the model sees it (temporal positions).
         """
         guidance = self.options.guidance
         condition = latent_condition.to(device=self.device, dtype=self.dtype)
@@ -146,7 +154,7 @@ class Renderer:
 
         def denoise(x_scaled: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
             x_in = torch.cat([x_scaled, x_scaled]) if guidance > 0 else x_scaled
-            out = network(x_in, c_noise, condition, fps=MODEL_FPS, context_index=index, padding_mask=mask)
+            out = network(x_in, c_noise, condition, fps=fps, context_index=index, padding_mask=mask)
             if guidance > 0:
                 conditional, unconditional = out.chunk(2)
                 return conditional + guidance * (conditional - unconditional)
@@ -180,6 +188,7 @@ class InverseRenderer(Renderer):
         normalize_normal: bool = False,
         on_step: StepCallback | None = None,
         padding_mask: torch.Tensor | None = None,
+        fps: float = MODEL_FPS,
     ) -> dict[str, torch.Tensor]:
         """G-buffers of one clip.
 
@@ -189,9 +198,10 @@ class InverseRenderer(Renderer):
             noises: one unit-noise latent ``[1, 16, T', H/8, W/8]`` per pass.
             normalize_normal: renormalise the decoded normal vectors (see ``normalize_normals``).
             padding_mask: ``[1, 1, H, W]``, 1 over padded pixels (``--fit pad``); None = no padding.
+            fps: the clip's frame rate as the model sees it (24 in the CLI, as in the original).
 
         Returns:
-            pass name → decoded video ``[1, 3, T, H, W]`` float32 in about [−1, 1].
+            pass name → decoded video ``[1, 3, T, H, W]`` in the model dtype, about [−1, 1].
         """
         condition = self.encode(video)
         outputs: dict[str, torch.Tensor] = {}
@@ -204,6 +214,7 @@ class InverseRenderer(Renderer):
                 context_index=index,
                 on_step=on_step,
                 padding_mask=padding_mask,
+                fps=fps,
             )
             for name, decoded in zip(names, self.decode(latents)):
                 outputs[name] = normalize_normals(decoded) if name == "normal" and normalize_normal else decoded
@@ -258,6 +269,7 @@ class ForwardRenderer(Renderer):
         *,
         on_step: StepCallback | None = None,
         padding_mask: torch.Tensor | None = None,
+        fps: float = MODEL_FPS,
     ) -> list[torch.Tensor]:
         """Relit videos of one clip, one per lighting.
 
@@ -266,9 +278,10 @@ class ForwardRenderer(Renderer):
             lighting_conditions: ``encode_lighting(...)`` per output.
             noises: one unit-noise latent ``[1, 16, T', h, w]`` per output.
             padding_mask: ``[1, 1, H, W]``, 1 over padded pixels (``--fit pad``); None = no padding.
+            fps: the clip's frame rate as the model sees it (24 in the CLI, as in the original).
 
         Returns:
-            decoded videos ``[1, 3, T, H, W]`` float32, in the order of ``lighting_conditions``.
+            decoded videos ``[1, 3, T, H, W]`` in the model dtype, in the order of ``lighting_conditions``.
         """
         outputs: list[torch.Tensor] = []
         for batch in self.batches(len(lighting_conditions), gbuffer_condition):
@@ -276,7 +289,7 @@ class ForwardRenderer(Renderer):
                 [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
             )
             latents = self.sample(
-                condition, torch.cat([noises[i] for i in batch]), on_step=on_step, padding_mask=padding_mask
+                condition, torch.cat([noises[i] for i in batch]), on_step=on_step, padding_mask=padding_mask, fps=fps
             )
             outputs.extend(self.decode(latents))
         return outputs
