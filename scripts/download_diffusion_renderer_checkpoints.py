@@ -5,6 +5,10 @@ Layout written (about 56 GB in all):
     <checkpoint_dir>/Diffusion_Renderer_Inverse_Cosmos_7B/model.pt   (+ README.md, config.json when published)
     <checkpoint_dir>/Diffusion_Renderer_Forward_Cosmos_7B/model.pt
     <checkpoint_dir>/Cosmos-Tokenize1-CV8x8x8-720p/{encoder.jit, decoder.jit, mean_std.pt, image_mean_std.pt}
+    asset/examples/hdri_examples/{sunny_vondelpark, pink_sunrise, street_lamp, rosendal_plains_1}_2k.hdr
+
+The four HDRIs are the original's bundled lighting (Poly Haven, CC0; about 25 MB), fetched from Poly Haven's public
+files API, which lists each file's URL and MD5.
 
 A model whose files are all present with the published MD5 sums is skipped. Log in first (`hf auth login` or
 `huggingface-cli login`) with a token that has read access, after accepting the models' terms on their pages.
@@ -32,12 +36,21 @@ from cosmos_predict1.checkpoints import (
     download_command,
     download_model,
 )
+from cosmos_predict1.diffusion.assets import (
+    ENV_LIGHT_PATH_LIST,
+    HDRI_DOWNLOAD_COMMAND,
+    HDRI_FOLDER,
+    POLYHAVEN_FILES_API,
+    fetch_original_hdris,
+)
 from cosmos_predict1.errors import UserError
 
+HDRIS = "hdris"
 MODELS: dict[str, list[str]] = {
     "inverse": [INVERSE_MODEL],
     "forward": [FORWARD_MODEL],
     "tokenizer": [TOKENIZER],
+    HDRIS: [],
     "all": [INVERSE_MODEL, FORWARD_MODEL, TOKENIZER],
 }
 
@@ -48,7 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint_dir", default="checkpoints", help="Folder that receives the model folders (default: checkpoints)."
     )
-    parser.add_argument("--model", choices=list(MODELS), default="all", help="Which weights to fetch (default: all).")
+    parser.add_argument(
+        "--model",
+        choices=list(MODELS),
+        default="all",
+        help="What to fetch: one model, the original's four HDRIs (hdris), or all of them (default).",
+    )
+    parser.add_argument("--hdri_dir", default=HDRI_FOLDER, help=f"Folder for the HDRIs (default: {HDRI_FOLDER}).")
+    parser.add_argument(
+        "--polyhaven_api", default=POLYHAVEN_FILES_API, help="Poly Haven files API (default: %(default)s)."
+    )
     parser.add_argument(
         "--hf_org",
         default=None,
@@ -80,16 +102,31 @@ def verify(checkpoint_dir: str, folders: list[str]) -> None:
     print(f"All checkpoints in {checkpoint_dir} are complete with matched MD5 checksums.")
 
 
+def verify_hdris(folder: str) -> None:
+    """Check offline that the four HDRIs exist (their MD5 sums come from Poly Haven's API, checked when fetching)."""
+    paths = [Path(folder, Path(name).name) for name in ENV_LIGHT_PATH_LIST]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise UserError(f"HDRIs missing: {', '.join(missing)}. Fetch them with: {HDRI_DOWNLOAD_COMMAND}")
+    print(f"The four HDRIs are in {folder}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Download (or only verify) the selected models; 0 on success, 2 with a one-line message on failure."""
     args = build_parser().parse_args(argv)
     folders = MODELS[args.model]
+    hdris = args.model in (HDRIS, "all")
     try:
         if args.verify_only:
-            verify(args.checkpoint_dir, folders)
+            if folders:
+                verify(args.checkpoint_dir, folders)
+            if hdris:
+                verify_hdris(args.hdri_dir)
             return 0
         for folder in folders:
             download_model(args.checkpoint_dir, folder, hf_org=args.hf_org, force=args.force)
+        if hdris:
+            fetch_original_hdris(args.hdri_dir, args.polyhaven_api, force=args.force)
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2

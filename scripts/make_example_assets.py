@@ -36,7 +36,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST
+from cosmos_predict1.diffusion.assets import FALLBACK_HDRI_LIST
 
 WIDTH, HEIGHT = 1280, 704
 HDRI_HEIGHT = 1024
@@ -209,7 +209,7 @@ def overcast(d: Array) -> Array:
     return _over_ground(d, np.array([0.95, 0.98, 1.0]) * 4.0 * (1 + 2 * up) / 3, (0.5, 0.5, 0.47))
 
 
-# Keyed by the file stems of ENV_LIGHT_PATH_LIST.
+# Keyed by the file stems of FALLBACK_HDRI_LIST.
 ENVIRONMENTS: dict[str, Environment] = {
     "clear_sky_sun": Environment(clear_sky, (CLEAR_SUN,)),
     "pink_sunrise": Environment(pink_sunrise, (SUNRISE_SUN,)),
@@ -750,9 +750,9 @@ VIDEOS: dict[str, Callable[[dict[str, Lighting]], list[Array]]] = {
 
 
 def write_hdris(folder: Path, height: int = HDRI_HEIGHT) -> None:
-    """The HDRIs of ENV_LIGHT_PATH_LIST, ``height`` x 2 ``height``."""
+    """The HDRIs of FALLBACK_HDRI_LIST, ``height`` x 2 ``height``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for relative in ENV_LIGHT_PATH_LIST:
+    for relative in FALLBACK_HDRI_LIST:
         name = Path(relative).name
         write_hdr(folder / name, ENVIRONMENTS[Path(name).stem].radiance(height))
 
