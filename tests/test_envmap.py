@@ -15,7 +15,7 @@ import torch
 from cosmos_predict1.diffusion import cubemap, envmap
 from cosmos_predict1.errors import UserError
 
-from conftest import fixture_cases, load_pt, max_relative_error
+from conftest import assert_close_elementwise, fixture_cases, load_pt
 
 TOLERANCE = 1e-4
 
@@ -62,10 +62,9 @@ def test_chain_reproduces_fixture(case: Path, caplog: pytest.LogCaptureFixture) 
         "env_nrm_hw3": envmap.environment_directions(height, width),
         "env_nrm": conditions["env_nrm"],
     }
-    errors = {key: max_relative_error(value, ref[key]) for key, value in ours.items()}
-    print(f"\n{case.name}: " + ", ".join(f"{key} {error:.1e}" for key, error in errors.items()))
     assert all(ours[key].shape == ref[key].shape for key in ours)
-    assert max(errors.values()) <= TOLERANCE, errors
+    for key, value in ours.items():  # elementwise: the references hold texels up to 65504 next to tiny values
+        assert_close_elementwise(value, ref[key], TOLERANCE, key)
 
 
 # --- reading and cleaning files -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, load_pt
+from conftest import fixture_family, load_pt
 from cosmos_predict1.diffusion import io
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.errors import UserError
@@ -46,10 +46,7 @@ def test_frames_to_uint8_clamps_and_truncates() -> None:
 
 @pytest.mark.fixtures
 def test_frames_to_uint8_reproduces_the_original() -> None:
-    path = FIXTURES / "e2e_inverse" / "outputs.pt"
-    if not path.is_file():
-        pytest.skip(f"no fixture {path}")
-    outputs = load_pt(path)
+    outputs = load_pt(fixture_family("e2e_inverse") / "outputs.pt")
     assert np.array_equal(io.frames_to_uint8(outputs["decoded"]), outputs["frames_uint8"].numpy())
 
 

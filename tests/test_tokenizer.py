@@ -27,7 +27,7 @@ from cosmos_predict1.diffusion.tokenizer.names import DECODER_FILE, ENCODER_FILE
 from cosmos_predict1.diffusion.tokenizer.video_tokenizer import IMAGE_STATISTICS, VIDEO_STATISTICS
 from cosmos_predict1.errors import UserError
 
-from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
+from conftest import FIXTURES, first_case, fixture_cases, fixture_family, load_pt, max_relative_error
 
 FAMILY = FIXTURES / "tokenizer"
 RELEASED_STATISTICS = FAMILY / "Cosmos-Tokenize1-CV8x8x8-720p"
@@ -39,6 +39,16 @@ TOLERANCE = 1e-4
 
 def _fixture_weights() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     return load_pt(FAMILY / "encoder_state_dict.pt"), load_pt(FAMILY / "decoder_state_dict.pt")
+
+
+def _video_case() -> Path:
+    """The first fixture case whose input has several frames."""
+    return first_case("tokenizer", lambda case: load_pt(case / "inputs.pt")["video"].shape[2] > 1, "video")
+
+
+def _image_case() -> Path:
+    """The first fixture case whose input is a single frame."""
+    return first_case("tokenizer", lambda case: load_pt(case / "inputs.pt")["video"].shape[2] == 1, "image")
 
 
 def _chunk_duration(case: Path) -> int:
@@ -107,8 +117,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def released_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A released-layout folder: TorchScript pair exported from the fixture weights + the fixture statistics."""
-    if not FAMILY.is_dir():
-        pytest.skip(f"no fixture family {FAMILY}")
+    fixture_family("tokenizer")
     folder = tmp_path_factory.mktemp("checkpoints") / "Cosmos-Tokenize1-CV8x8x8-720p"
     export_jit_pair(_fixture_weights(), folder)
     for name in (VIDEO_STATISTICS, IMAGE_STATISTICS):
@@ -133,7 +142,7 @@ def test_exported_pair_has_the_released_layout(released_folder: Path) -> None:
         assert state.keys() == reference.keys()
         for name, tensor in reference.items():
             assert state[name].dtype == tensor.dtype and torch.equal(state[name], tensor), name
-    case = FAMILY / "case_video"
+    case = _video_case()
     video, ref = load_pt(case / "inputs.pt")["video"], load_pt(case / "outputs.pt")
     latent, placeholder = torch.jit.load(str(released_folder / ENCODER_FILE))(video)
     assert max_relative_error(latent, ref["encoder_raw"]) <= TOLERANCE
@@ -150,7 +159,7 @@ def test_second_load_uses_the_conversion_cache(
     read = convert.read_jit_state_dict
     monkeypatch.setattr(convert, "read_jit_state_dict", lambda path: reads.append(path.name) or read(path))
     before = _snapshot(released_folder)
-    case = FAMILY / "case_video"
+    case = _video_case()
     first = load_tokenizer(released_folder, pixel_chunk_duration=_chunk_duration(case))
     assert sorted(reads) == [DECODER_FILE, ENCODER_FILE]
     assert len(list(cache.rglob("*.safetensors"))) == 1
@@ -168,7 +177,7 @@ def test_diffusers_folder(released_folder: Path, tmp_path: Path) -> None:
     load_tokenizer(released_folder).vae.save_pretrained(folder)
     for name in (VIDEO_STATISTICS, IMAGE_STATISTICS):
         shutil.copy(RELEASED_STATISTICS / name, folder)
-    for case in (FAMILY / "case_video", FAMILY / "case_image"):
+    for case in (_video_case(), _image_case()):
         _assert_reproduces(load_tokenizer(folder, pixel_chunk_duration=_chunk_duration(case)), case, "diffusers folder")
 
     # Without the statistics files the config's latents_mean/std stand in for mean_std.pt.
@@ -178,7 +187,7 @@ def test_diffusers_folder(released_folder: Path, tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config))
     for name in (VIDEO_STATISTICS, IMAGE_STATISTICS):
         (folder / name).unlink()
-    case = FAMILY / "case_video"
+    case = _video_case()
     tokenizer = load_tokenizer(folder, pixel_chunk_duration=_chunk_duration(case))
     latent = tokenizer.encode(load_pt(case / "inputs.pt")["video"])
     error = max_relative_error(latent, load_pt(case / "outputs.pt")["latent_model"])
@@ -191,7 +200,7 @@ def test_bf16_network_rounds_statistics_and_keeps_the_caller_dtype(released_fold
     mean, _ = load_pt(RELEASED_STATISTICS / VIDEO_STATISTICS)
     assert tokenizer.vae.dtype == torch.bfloat16
     assert torch.equal(tokenizer.video_mean.flatten(), mean.view(16, -1)[:, :2].flatten().bfloat16())
-    latent = load_pt(FAMILY / "case_video" / "outputs.pt")["latent_model"]
+    latent = load_pt(_video_case() / "outputs.pt")["latent_model"]
     assert tokenizer.decode(latent).dtype == torch.float32  # CPU has no bf16 avg_pool3d, so only decode here
 
 
