@@ -10,8 +10,9 @@ Differences from the original script:
   * videos are decoded with the ffmpeg binary shipped by imageio-ffmpeg (no system ffmpeg or OpenCV video I/O);
   * --frame_rate resamples: output frame k is the source frame whose timestamp is nearest to k / frame_rate (ties go
     to the later frame; a constant source frame rate is assumed), so 30 fps -> 24 fps keeps 4 frames of every 5.
-    The original divided the two rates as integers and kept every n-th frame. Without --frame_rate every frame is
-    kept. A rate <= 0 is an error;
+    The original kept every n-th frame with n = max(1, int(int(source fps) / frame_rate)), so 30 -> 24 fps kept
+    every frame; --frame_selection original does exactly that. Without --frame_rate every frame is kept. A rate
+    <= 0 is an error;
   * --resize_mode crop scales to cover WIDTHxHEIGHT keeping the aspect ratio, then cuts the centre; the default,
     stretch, resizes to exactly WIDTHxHEIGHT like the original;
   * .mp4 .mov .avi .mkv .webm files (any letter case) are found, in sorted order;
@@ -36,6 +37,7 @@ import imageio_ffmpeg
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+FRAME_SELECTIONS = ("timestamp", "original")
 JPEG_QUALITY = 95
 
 
@@ -80,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="stretch",
         help="stretch: exactly WIDTHxHEIGHT (aspect ratio lost); crop: cover WIDTHxHEIGHT, then centre crop.",
     )
+    parser.add_argument(
+        "--frame_selection",
+        choices=FRAME_SELECTIONS,
+        default="timestamp",
+        help="With --frame_rate: timestamp (nearest source frame in time, a true resampling) or original (every "
+        "n-th frame, n = int(int(source fps) / frame_rate), as the original script).",
+    )
     parser.add_argument("--max_frames", type=positive_int, default=None, help="Save at most this many per video.")
     return parser
 
@@ -89,16 +98,20 @@ def find_videos(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS)
 
 
-def source_indices(source_fps: float, frame_rate: float | None) -> Iterator[int]:
-    """For output frames k = 0, 1, ...: the index of the source frame nearest in time to k / frame_rate.
+def source_indices(source_fps: float, frame_rate: float | None, selection: str = "timestamp") -> Iterator[int]:
+    """For output frames k = 0, 1, ...: the index of the source frame they show.
 
-    Without ``frame_rate`` every source frame in order. The sequence is endless; the caller stops at the end of
-    the video.
+    ``timestamp``: the source frame nearest in time to k / frame_rate. ``original``: k·n with
+    n = max(1, int(int(source_fps) / frame_rate)), the original script's decimation. Without ``frame_rate`` every
+    source frame in order. The sequence is endless; the caller stops at the end of the video.
     """
+    interval = 1 if frame_rate is None else max(1, int(int(source_fps) / frame_rate))
     k = 0
     while True:
-        # 1e-9 keeps exact ties (2.5 source frames) from landing on either side by rounding error.
-        yield k if frame_rate is None else math.floor(k * source_fps / frame_rate + 0.5 + 1e-9)
+        if frame_rate is None or selection == "original":
+            yield k * interval
+        else:  # 1e-9 keeps exact ties (2.5 source frames) from landing on either side by rounding error
+            yield math.floor(k * source_fps / frame_rate + 0.5 + 1e-9)
         k += 1
 
 
@@ -130,9 +143,11 @@ def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None
     return float(meta["fps"]), frames()
 
 
-def resample(frames: Iterator[np.ndarray], source_fps: float, frame_rate: float | None) -> Iterator[np.ndarray]:
-    """The frames at ``frame_rate`` by nearest timing (a source frame may repeat when upsampling)."""
-    wanted = source_indices(source_fps, frame_rate)
+def resample(
+    frames: Iterator[np.ndarray], source_fps: float, frame_rate: float | None, selection: str = "timestamp"
+) -> Iterator[np.ndarray]:
+    """The frames at ``frame_rate`` (see ``source_indices``; a source frame may repeat when upsampling)."""
+    wanted = source_indices(source_fps, frame_rate, selection)
     target = next(wanted)
     for index, frame in enumerate(frames):
         while target == index:
@@ -173,6 +188,7 @@ def extract_frames(
     size: tuple[int, int] | None = None,
     resize_mode: str = "stretch",
     max_frames: int | None = None,
+    selection: str = "timestamp",
 ) -> int:
     """Write the frames of ``video`` to ``output_dir``/frame_<nnnnn>.jpg and return how many were written.
 
@@ -185,7 +201,7 @@ def extract_frames(
         stale.unlink()
     saved = 0
     try:
-        for frame in resample(frames, source_fps, frame_rate):
+        for frame in resample(frames, source_fps, frame_rate, selection):
             if max_frames is not None and saved >= max_frames:
                 break
             if size is not None:
@@ -220,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     for video in videos:
         output_dir = Path(args.output_folder) / video.stem
         try:
-            saved = extract_frames(video, output_dir, args.frame_rate, args.resize, args.resize_mode, args.max_frames)
+            saved = extract_frames(
+                video, output_dir, args.frame_rate, args.resize, args.resize_mode, args.max_frames, args.frame_selection
+            )
         except VideoReadError as err:
             print(
                 f"Error: could not read video {video}: {err}; it is corrupt, truncated or not a video: replace or "

@@ -70,12 +70,13 @@ def test_batched_lightings_equal_one_at_a_time(tiny_checkpoints: Path, gbuffers:
         folder = tmp_path / max_batch
         assert run(tiny_checkpoints, "--dataset_path", str(gbuffers), "--num_video_frames", "1", "--max_batch", max_batch,
                    "--envlight_path", *map(str, hdris), "--video_save_folder", str(folder)) == 0
-        outputs.append([iio.imread(folder / f"image_1__0000.relit_{k:04d}.jpg") for k in (0, 1)])
-    assert all(np.array_equal(a, b) for a, b in zip(*outputs))
+        outputs.append([iio.imread(folder / f"image_1__0000.relit_{k:04d}.jpg").astype(int) for k in (0, 1)])
+    for batched, single in zip(*outputs):  # equal up to float rounding (other GEMM blockings), then JPEG coding
+        assert np.abs(batched - single).mean() < 0.5
 
 
 def test_random_lighting_depends_on_the_index_only(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
-    common = ["--dataset_path", str(gbuffers), "--num_video_frames", "1", "--use_custom_envmap", "False"]
+    common = ["--dataset_path", str(gbuffers), "--num_video_frames", "1", "--use_custom_envmap", "False", "--max_batch", "1"]
     assert run(tiny_checkpoints, *common, "--envlight_ind", "0", "1", "--video_save_folder", str(tmp_path / "a")) == 0
     assert run(tiny_checkpoints, *common, "--envlight_ind", "1", "--video_save_folder", str(tmp_path / "b")) == 0
     first = iio.imread(tmp_path / "a/image_1__0000.relit_0000.jpg")

@@ -20,7 +20,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNot
 
 from cosmos_predict1 import checkpoints
 from cosmos_predict1.checkpoints import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
-from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
+from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, FALLBACK_HDRI_LIST
 from cosmos_predict1.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,14 @@ def test_frame_rate_resamples_by_nearest_timing(grey_video: Path, tmp_path: Path
     expected = [int(np.floor(k * 30 / 24 + 0.5)) for k in range(48)]  # 2 s at 24 fps
     assert source_frames(tmp_path / "clip") == expected
     assert expected[:6] == [0, 1, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(("frame_rate", "step"), [("24", 1), ("10", 3), ("14", 2)])
+def test_original_frame_selection_keeps_every_nth_frame(grey_video: Path, tmp_path: Path, frame_rate: str, step: int) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--frame_rate", frame_rate,
+            "--frame_selection", "original"]
+    assert extract.main(args) == 0
+    assert source_frames(tmp_path / "clip") == list(range(0, 60, step))  # 30 fps: n = max(1, int(30 / rate))
 
 
 def test_source_indices_upsampling_repeats_frames() -> None:
@@ -190,6 +198,13 @@ def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[s
     monkeypatch.setattr(checkpoints, "MD5", md5)
     calls: list[tuple[str, str, list[str]]] = []
 
+    def fetch_hdris(folder: str, api: str, force: bool) -> None:  # tests/test_hdris.py covers the real fetch
+        for relative in ENV_LIGHT_PATH_LIST:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            Path(folder, Path(relative).name).write_bytes(b"hdr")
+
+    monkeypatch.setattr(download, "fetch_original_hdris", fetch_hdris)
+
     def snapshot_download(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
         calls.append((repo_id, local_dir, allow_patterns))
         folder = repo_id.split("/")[1]
@@ -230,16 +245,17 @@ def test_check_model_finds_missing_and_mismatched(tmp_path: Path, fake_release) 
 def test_complete_models_are_skipped(tmp_path: Path, fake_release, capsys) -> None:
     for folder, files in CONTENT.items():
         write_files(tmp_path, folder, files)
-    assert download.main(["--checkpoint_dir", str(tmp_path)]) == 0
+    options = ["--checkpoint_dir", str(tmp_path), "--hdri_dir", str(tmp_path / "hdris")]
+    assert download.main(options) == 0
     assert fake_release == []
     out = capsys.readouterr().out
     for folder in CONTENT:
         assert f"Model checkpoints for {folder} exist with matched MD5 checksums." in out
-    assert download.main(["--checkpoint_dir", str(tmp_path), "--verify_only"]) == 0
+    assert download.main([*options, "--verify_only"]) == 0
 
 
 def test_download_fetches_only_what_the_renderer_reads(tmp_path: Path, fake_release) -> None:
-    assert download.main(["--checkpoint_dir", str(tmp_path), "--hf_org", "nvidia"]) == 0
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--hdri_dir", str(tmp_path / "h"), "--hf_org", "nvidia"]) == 0
     repos = {repo: patterns for repo, _, patterns in fake_release}
     assert repos[f"nvidia/{INVERSE_MODEL}"] == checkpoints.ALLOW_PATTERNS[INVERSE_MODEL]
     assert "*.jit" in repos[f"nvidia/{FORWARD_MODEL}"]
@@ -349,24 +365,17 @@ def test_hdri_generation_is_deterministic(tmp_path: Path) -> None:
     assets = load_script("make_example_assets")
     assets.write_hdris(tmp_path / "a", height=16)
     assets.write_hdris(tmp_path / "b", height=16)
-    for relative in ENV_LIGHT_PATH_LIST:
+    for relative in FALLBACK_HDRI_LIST:
         name = Path(relative).name
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert cv2.imread(str(tmp_path / "a" / name), cv2.IMREAD_UNCHANGED).shape == (16, 32, 3)
 
 
-@pytest.mark.parametrize("index", range(len(ENV_LIGHT_PATH_LIST)))
-def test_committed_hdris_are_valid(index: int) -> None:
-    hdri = cv2.imread(str(env_light_path(index)), cv2.IMREAD_UNCHANGED)
+@pytest.mark.parametrize("relative", FALLBACK_HDRI_LIST)
+def test_committed_hdris_are_valid(relative: str) -> None:
+    hdri = cv2.imread(str(REPO_ROOT / relative), cv2.IMREAD_UNCHANGED)
     assert hdri.dtype == np.float32 and hdri.ndim == 3
     height, width, channels = hdri.shape
     assert width == 2 * height and channels == 3
     assert np.isfinite(hdri).all() and (hdri > 0).all()
     assert hdri.max() < 65504  # the renderer clamps at the float16 maximum
-
-
-def test_env_light_path_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert env_light_path(0) == REPO_ROOT / ENV_LIGHT_PATH_LIST[0]
-    with pytest.raises(UserError, match="out of range"):
-        env_light_path(len(ENV_LIGHT_PATH_LIST))

@@ -33,7 +33,7 @@ from cosmos_predict1.checkpoints import FORWARD_MODEL
 from cosmos_predict1.diffusion import cli, data, distributed, io
 from cosmos_predict1.diffusion.contact_sheet import contact_sheet_path, write_contact_sheet
 from cosmos_predict1.diffusion.stitch import write_stitched_video
-from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, env_light_path
+from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, bundled_hdris
 from cosmos_predict1.diffusion.envmap import EnvironmentMap, load_camera_rotations
 from cosmos_predict1.diffusion.frames import Preprocessing, load_frames
 from cosmos_predict1.diffusion.networks import FORWARD_7B
@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Cosmos DiffusionRenderer: forward rendering (re-lighting).")
     cli.add_common_arguments(parser)
     add = parser.add_argument
-    add("--diffusion_transformer_dir", type=str, default=FORWARD_MODEL, choices=[FORWARD_MODEL], help="DiT folder.")
+    add(
+        "--diffusion_transformer_dir",
+        type=str,
+        default=FORWARD_MODEL,
+        help="DiT folder inside --checkpoint_dir (or a path): the released model or any fine-tune of the same 7B "
+        "forward renderer in the released layout (model.pt, optional config.json).",
+    )
     add("--inference_passes", type=str, nargs="+", default=["rgb"], help=cli.NO_EFFECT)
     add("--save_image", type=cli.str2bool, default=False, help="Also write per-frame JPEGs under relit_frames_XXXX/.")
     add("--dataset_path", type=str, default=None, help="The inverse renderer's gbuffer_frames folder.")
@@ -106,6 +112,7 @@ class Lighting:
 
 def requested_lightings(args: argparse.Namespace) -> list[Lighting]:
     paths = [Path(p) for p in args.envlight_path] if args.envlight_path else None
+    bundled = bundled_hdris() if args.use_custom_envmap and paths is None else None
     count = len(paths) if paths else len(ENV_LIGHT_PATH_LIST)
     indices = args.envlight_ind if args.envlight_ind is not None else list(range(count if args.use_custom_envmap else 4))
     if len(set(indices)) != len(indices):
@@ -124,8 +131,12 @@ def requested_lightings(args: argparse.Namespace) -> list[Lighting]:
                 raise UserError(f"--envlight_path {paths[k]}: file not found.")
             hdri = paths[k]
         else:
-            hdri = env_light_path(k)
+            if not 0 <= k < len(bundled.paths):
+                raise UserError(f"--envlight_ind {k} is out of range: choose from 0 to {len(bundled.paths) - 1}.")
+            hdri = bundled.paths[k]
         lightings.append(Lighting(k, hdri, args.seed, f"envlight:{hdri.name}"))
+    if bundled is not None and bundled.notice(indices):
+        cli.log.warning(bundled.notice(indices))
     return lightings
 
 

@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Cosmos DiffusionRenderer: inverse rendering (de-lighting).")
     cli.add_common_arguments(parser)
     add = parser.add_argument
-    add("--diffusion_transformer_dir", type=str, default=INVERSE_MODEL, choices=[INVERSE_MODEL], help="DiT folder.")
+    add(
+        "--diffusion_transformer_dir",
+        type=str,
+        default=INVERSE_MODEL,
+        help="DiT folder inside --checkpoint_dir (or a path): the released model or any fine-tune of the same 7B "
+        "inverse renderer in the released layout (model.pt, optional config.json).",
+    )
     add(
         "--inference_passes",
         type=str,
