@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLCosmos
 
-from cosmos_predict1.checkpoints import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiTConfig, DiffusionRendererDiT
 from cosmos_predict1.diffusion.networks import to_released_state_dict
 from cosmos_predict1.diffusion.tokenizer import export_jit_pair

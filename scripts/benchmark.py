@@ -30,13 +30,8 @@ import torch.nn.functional as F
 
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, DiTConfig
 from cosmos_predict1.diffusion.networks.acceleration import attention_backends, compile_blocks
-from cosmos_predict1.diffusion.renderer import (
-    INVERSE_DEFAULT_PASSES,
-    ForwardRenderer,
-    InverseRenderer,
-    SamplingOptions,
-    work_item_noise,
-)
+from cosmos_predict1.diffusion.options import GBUFFER_PASSES, SamplingOptions
+from cosmos_predict1.diffusion.renderer import ForwardRenderer, InverseRenderer, work_item_noise
 
 HEIGHT, WIDTH = 704, 1280
 FRAMES = {"1 frame": 1, "57 frames": 57}
@@ -283,13 +278,13 @@ def run_inverse(frames: int, offload: bool, compiled: bool, context: dict) -> tu
     )
     video = torch.rand(1, 3, frames, HEIGHT, WIDTH) * 2 - 1
     latent_shape = (1, 16, (frames - 1) // 8 + 1, HEIGHT // 8, WIDTH // 8)
-    noises = [work_item_noise(latent_shape, 0, "bench", p) for p in INVERSE_DEFAULT_PASSES]
+    noises = [work_item_noise(latent_shape, 0, "bench", p) for p in GBUFFER_PASSES]
     renderer.options.num_steps = 1
-    renderer.render(video, list(INVERSE_DEFAULT_PASSES), noises)  # warm-up: compiles for these shapes
+    renderer.render(video, list(GBUFFER_PASSES), noises)  # warm-up: compiles for these shapes
     renderer.options.num_steps = 15
     reset_peak()
     start = time.perf_counter()
-    renderer.render(video, list(INVERSE_DEFAULT_PASSES), noises)
+    renderer.render(video, list(GBUFFER_PASSES), noises)
     torch.cuda.synchronize()
     return time.perf_counter() - start, peak_gib()
 
@@ -325,7 +320,7 @@ def bench_forward(records: list[Record], context: dict) -> None:
     lighting = {key: torch.rand_like(video) * 2 - 1 for key in ("env_ldr", "env_log", "env_nrm")}
 
     def run() -> None:
-        gbuffers = renderer.encode_gbuffers({name: video for name in INVERSE_DEFAULT_PASSES})
+        gbuffers = renderer.encode_gbuffers({name: video for name in GBUFFER_PASSES})
         light = renderer.encode_lighting(lighting, gbuffers)
         renderer.render(gbuffers, [light], [noise])
 

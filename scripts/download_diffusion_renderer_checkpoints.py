@@ -28,7 +28,7 @@ from pathlib import Path
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosmos_predict1.checkpoints import (
+from cosmos_predict1.release import (
     FORWARD_MODEL,
     INVERSE_MODEL,
     TOKENIZER,

@@ -26,11 +26,18 @@ from cosmos_predict1.diffusion.data import (
     inverse_work_items,
     pad_to_length,
 )
-from cosmos_predict1.diffusion.frames import Preprocessing, center_crop, load_frames, read_image, resize
-from cosmos_predict1.diffusion.io import write_exr, write_png16
+from cosmos_predict1.diffusion.frames import center_crop, file_encoding, prepare_clip, read_image, resize, resized_size
+from cosmos_predict1.diffusion.options import FrameOptions
+from cosmos_predict1.diffusion.writers import write_exr, write_png16
 from cosmos_predict1.errors import UserError
 
 RNG = np.random.default_rng(0)
+
+
+def load_frames(paths: list[Path], options: FrameOptions, linear_exr: bool = False) -> torch.Tensor:
+    """The files as the inverse script reads them: ``[3, T, H, W]``."""
+    encodings = [file_encoding(path, linear_exr=linear_exr) for path in paths]
+    return prepare_clip([read_image(path) for path in paths], options, encodings)
 
 
 def touch(root: Path, *relative_paths: str) -> None:
@@ -196,7 +203,7 @@ def test_resize_is_antialiased_bilinear_interpolate() -> None:
 @pytest.mark.parametrize(
     ("resolution", "size", "expected"),
     [
-        (None, (37, 50), (16, 24)),
+        (None, (37, 50), (16, 32)),
         ((20, 30), (37, 50), (20, 30)),
         ((16,), (37, 50), (16, 21)),  # shorter side 16, longer int(16 · 50/37) = 21
         ((16,), (50, 37), (21, 16)),
@@ -204,7 +211,7 @@ def test_resize_is_antialiased_bilinear_interpolate() -> None:
     ],
 )
 def test_resized_size(resolution: tuple[int, ...] | None, size: tuple[int, int], expected: tuple[int, int]) -> None:
-    assert Preprocessing(height=16, width=24, resize_resolution=resolution).resized_size(*size) == expected
+    assert resized_size(FrameOptions(height=16, width=32, resize_resolution=resolution), *size) == expected
 
 
 def test_center_crop_offsets_round_half_to_even() -> None:
@@ -224,18 +231,19 @@ def test_center_crop_zero_pads_a_short_side() -> None:
 def test_load_frames_resizes_crops_and_normalises(tmp_path: Path) -> None:
     pixels = random_uint8(30, 50, 3)
     path = save_rgb(tmp_path / "x.png", pixels)
-    video = load_frames([path, path], Preprocessing(height=16, width=24, resize_resolution=(20,)))
+    video = load_frames([path, path], FrameOptions(height=16, width=32, resize_resolution=(20,)))
     resized = resize(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, (20, 33))
-    assert video.shape == (3, 2, 16, 24) and video.dtype == torch.float32
-    assert torch.equal(video[:, 0], resized[:, 2:18, 4:28] * 2 - 1)
-    plain = load_frames([path], Preprocessing(height=30, width=50))
-    assert torch.equal(plain[:, 0], torch.from_numpy(pixels).permute(2, 0, 1) / 255 * 2 - 1)
+    assert video.shape == (3, 2, 16, 32) and video.dtype == torch.float32
+    assert torch.equal(video[:, 0], resized[:, 2:18, 0:32] * 2 - 1)
+    exact = random_uint8(32, 48, 3)
+    plain = load_frames([save_rgb(tmp_path / "y.png", exact)], FrameOptions(height=32, width=48))
+    assert torch.equal(plain[:, 0], torch.from_numpy(exact).permute(2, 0, 1) / 255 * 2 - 1)
 
 
 def test_mixed_frame_sizes_are_resized_one_by_one(tmp_path: Path) -> None:
     paths = [save_rgb(tmp_path / "a.png", random_uint8(30, 40, 3)), save_rgb(tmp_path / "b.png", random_uint8(8, 8, 3))]
-    video = load_frames(paths, Preprocessing(height=16, width=16))
-    assert torch.equal(video[:, 1], load_frames(paths[1:], Preprocessing(height=16, width=16))[:, 0])
+    video = load_frames(paths, FrameOptions(height=16, width=16))
+    assert torch.equal(video[:, 1], load_frames(paths[1:], FrameOptions(height=16, width=16))[:, 0])
 
 
 def test_grayscale_alpha_and_gif(tmp_path: Path) -> None:
@@ -269,15 +277,14 @@ def test_16_bit_pngs_are_divided_by_65535(tmp_path: Path) -> None:
 
 
 def test_exr_is_read_linear_and_gamma_encoded_for_the_inverse_renderer(tmp_path: Path) -> None:
-    linear = RNG.uniform(0, 1.5, (8, 6, 3)).astype(np.float32)
+    linear = RNG.uniform(0, 1.5, (16, 32, 3)).astype(np.float32)
     write_exr(tmp_path / "a.exr", linear)
     write_exr(tmp_path / "b.EXR", linear)
     assert np.array_equal(read_image(tmp_path / "a.exr"), linear)
-    size = Preprocessing(height=8, width=6)
+    size = FrameOptions(height=16, width=32)
     assert torch.equal(load_frames([tmp_path / "a.exr"], size)[:, 0], torch.from_numpy(linear).permute(2, 0, 1) * 2 - 1)
-    gamma = Preprocessing(height=8, width=6, gamma_encode_exr=True)
     expected = torch.from_numpy(linear).permute(2, 0, 1).clip(0, 1).pow(1 / 2.2) * 2 - 1
-    video = load_frames([tmp_path / "a.exr", tmp_path / "b.EXR"], gamma)
+    video = load_frames([tmp_path / "a.exr", tmp_path / "b.EXR"], size, linear_exr=True)
     torch.testing.assert_close(video, torch.stack([expected, expected], dim=1), rtol=0, atol=1e-6)
 
 
@@ -297,7 +304,7 @@ def test_unreadable_image_is_a_user_error(tmp_path: Path, content: bytes | str) 
         content = path.read_bytes()[:300]
     path.write_bytes(content)
     with pytest.raises(UserError, match="bad.jpg"):
-        load_frames([path], Preprocessing(height=8, width=8))
+        load_frames([path], FrameOptions(height=16, width=16))
     (tmp_path / "bad.exr").write_bytes(b"garbage")
     with pytest.raises(UserError, match="bad.exr"):
         read_image(tmp_path / "bad.exr")
@@ -306,7 +313,7 @@ def test_unreadable_image_is_a_user_error(tmp_path: Path, content: bytes | str) 
 @pytest.mark.parametrize("resolution", [(), (1, 2, 3), (0,)])
 def test_invalid_resize_resolution_is_a_user_error(resolution: tuple[int, ...]) -> None:
     with pytest.raises(UserError, match="resize_resolution"):
-        Preprocessing(height=8, width=8, resize_resolution=resolution)
+        FrameOptions(height=16, width=16, resize_resolution=resolution)
 
 
 # --- forward G-buffer clips ------------------------------------------------------------------------------------

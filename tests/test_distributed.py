@@ -19,6 +19,7 @@ from cosmos_predict1.diffusion import distributed
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward_script
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse_script
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT
+from cosmos_predict1.diffusion.networks import context_parallel
 from cosmos_predict1.diffusion.networks.context_parallel import unsupported
 from cosmos_predict1.errors import UserError
 
@@ -109,15 +110,15 @@ def test_layout_and_context_parallel_constraints() -> None:
 
 
 def test_torchrun_ranks_take_the_gpu_of_their_local_rank(monkeypatch) -> None:
-    from cosmos_predict1.diffusion import cli
+    from cosmos_predict1.diffusion.assembly import compute_device
 
     monkeypatch.setattr(distributed, "_layout", distributed.Layout(rank=3, world_size=4, local_rank=1))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert cli.compute_device("cuda") == torch.device("cuda", 1)
-    assert cli.compute_device("cpu") == torch.device("cpu")
+    assert compute_device("cuda") == torch.device("cuda", 1)
+    assert compute_device("cpu") == torch.device("cpu")
     with pytest.raises(UserError, match="under torchrun use --device cuda"):
-        cli.compute_device("cuda:0")
+        compute_device("cuda:0")
 
 
 def test_readme_torchrun_commands_parse() -> None:
@@ -203,7 +204,7 @@ def context_parallel_worker(rank: int, port: int, folder: str) -> None:
         group = dist.new_group(list(range(RANKS)))
         outputs = {}
         for name, (net, args, kwargs) in network_cases().items():
-            net.context_parallel_group = group
+            context_parallel.install(net, group)
             with torch.no_grad():
                 outputs[name] = net(*args, **kwargs)
         torch.save(outputs, Path(folder) / f"rank_{rank}.pt")

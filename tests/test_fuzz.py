@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
-from cosmos_predict1.diffusion import io
+from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos_predict1.diffusion.io import frames_to_uint8
+from cosmos_predict1.diffusion.writers import frames_to_uint8
 from cosmos_predict1.diffusion.renderer import normalize_normals
 
 from conftest import fixture_cases, load_pt

@@ -27,8 +27,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
-from cosmos_predict1.diffusion import data, io
+from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.diffusion import data
+from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
@@ -160,15 +161,15 @@ def gbuffers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "relative, damage, message",
     [
-        (TOKENIZER, "folder", "checkpoint folder missing; download it with"),
+        (TOKENIZER, "folder", f"{TOKENIZER}: missing; download the weights with"),
         (f"{INVERSE_MODEL}/model.pt", "missing", "model.pt: missing; download the weights with"),
         (f"{INVERSE_MODEL}/model.pt", "truncated", "model.pt: cannot be read as a PyTorch checkpoint"),
         (f"{INVERSE_MODEL}/model.pt", "garbage", "the file is corrupt or incomplete: download it again"),
-        (f"{TOKENIZER}/encoder.jit", "missing", "encoder.jit: missing; download the tokenizer with"),
+        (f"{TOKENIZER}/encoder.jit", "missing", "encoder.jit: missing; download the weights with"),
         (f"{TOKENIZER}/encoder.jit", "truncated", "encoder.jit: cannot be read as a TorchScript file"),
         (f"{TOKENIZER}/decoder.jit", "garbage", "decoder.jit: cannot be read as a TorchScript file"),
         (f"{TOKENIZER}/mean_std.pt", "truncated", "mean_std.pt: unreadable"),
-        (f"{TOKENIZER}/image_mean_std.pt", "missing", "image_mean_std.pt: missing; re-download it with"),
+        (f"{TOKENIZER}/image_mean_std.pt", "missing", "image_mean_std.pt: missing; download the weights with"),
     ],
 )
 def test_missing_or_corrupt_checkpoint_files(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,13 +10,8 @@ import pytest
 import torch
 
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, build_network
-from cosmos_predict1.diffusion.renderer import (
-    ForwardRenderer,
-    InverseRenderer,
-    SamplingOptions,
-    normalize_normals,
-    work_item_noise,
-)
+from cosmos_predict1.diffusion.options import SamplingOptions
+from cosmos_predict1.diffusion.renderer import ForwardRenderer, InverseRenderer, normalize_normals, work_item_noise
 from cosmos_predict1.diffusion.tokenizer import load_tokenizer
 
 from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
@@ -78,7 +74,7 @@ def test_forward_end_to_end_reproduces_fixture(case: Path, fixture_tokenizer_fol
 
 
 def test_batched_outputs_equal_one_at_a_time(tiny_checkpoints: Path) -> None:
-    from cosmos_predict1.checkpoints import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+    from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
     tokenizer = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=57)
     video = torch.rand(1, 3, 1, 32, 48) * 2 - 1
@@ -105,7 +101,7 @@ def test_batched_outputs_equal_one_at_a_time(tiny_checkpoints: Path) -> None:
 
 
 def test_guidance_combines_conditional_and_unconditional(tiny_checkpoints: Path) -> None:
-    from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
+    from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
 
     tokenizer = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=57)
     network = build_network(tiny_checkpoints / INVERSE_MODEL, INVERSE_7B, dtype=torch.float32)
@@ -114,7 +110,7 @@ def test_guidance_combines_conditional_and_unconditional(tiny_checkpoints: Path)
     guided = InverseRenderer(network, tokenizer, device="cpu", options=SamplingOptions(2, guidance=1.5))
     assert not torch.allclose(guided.render(video, ["depth"], [noise])["depth"], plain["depth"])
     # g = 0 through the guided code path equals the plain path
-    guided.options.guidance = 0.0
+    guided.options = dataclasses.replace(guided.options, guidance=0.0)
     assert torch.equal(guided.render(video, ["depth"], [noise])["depth"], plain["depth"])
 
 
@@ -138,7 +134,7 @@ def test_normalize_normals_blend() -> None:
 
 
 def test_fps_reaches_the_network(tiny_checkpoints: Path) -> None:
-    from cosmos_predict1.checkpoints import INVERSE_MODEL, TOKENIZER
+    from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
 
     tokenizer = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=57)
     network = build_network(tiny_checkpoints / INVERSE_MODEL, INVERSE_7B, dtype=torch.float32)

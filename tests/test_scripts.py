@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-from cosmos_predict1 import checkpoints
-from cosmos_predict1.checkpoints import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1 import release as checkpoints
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, FALLBACK_HDRI_LIST
 from cosmos_predict1.errors import UserError
 
@@ -348,14 +348,10 @@ def test_download_script_without_hub_exits_cleanly(env: dict[str, str], expected
     assert len(errors) == 1 and errors[0].startswith("Error: ") and expected in errors[0]
 
 
-def test_require_files_names_the_file_and_the_command(tmp_path: Path) -> None:
-    write_files(tmp_path, TOKENIZER, {"encoder.jit": b"x"})
-    with pytest.raises(UserError) as err:
-        checkpoints.require_files(tmp_path, TOKENIZER, ["encoder.jit", "decoder.jit"])
-    message = str(err.value)
+def test_missing_file_names_the_file_and_the_command(tmp_path: Path) -> None:
+    message = str(checkpoints.missing_file(tmp_path / TOKENIZER / "decoder.jit", tmp_path))
     assert str(tmp_path / TOKENIZER / "decoder.jit") in message
     assert checkpoints.download_command(str(tmp_path)) in message and "\n" not in message
-    assert checkpoints.require_files(tmp_path, TOKENIZER, ["encoder.jit"]) == tmp_path / TOKENIZER
 
 
 # ----------------------------------------------------------------------------------------------- example assets

@@ -326,8 +326,7 @@ def test_chunks_are_encoded_and_decoded_independently() -> None:
     decoded = tokenizer.decode(latent)
     assert decoded.shape == video.shape
     assert torch.equal(decoded, torch.cat([tokenizer.decode(latent[:, :, :2]), tokenizer.decode(latent[:, :, 2:])], 2))
-    assert (tokenizer.latent_frames(18), tokenizer.pixel_frames(4)) == (4, 18)
-    assert (tokenizer.latent_frames(1), tokenizer.pixel_frames(1)) == (1, 1)
+    assert (tokenizer.latent_frames(18), tokenizer.latent_frames(1)) == (4, 1)
     assert (tokenizer.spatial_compression, tokenizer.latent_channels) == (8, 16)
 
 
@@ -358,8 +357,6 @@ def test_invalid_frame_counts() -> None:
     tokenizer = _tiny_tokenizer()
     with pytest.raises(UserError, match="multiple of 9"):
         tokenizer.latent_frames(10)
-    with pytest.raises(UserError, match="multiple of 2"):
-        tokenizer.pixel_frames(3)
     with pytest.raises(UserError, match="1 \\+ 8·k"):
         _tiny_tokenizer(pixel_chunk_duration=10)
 

@@ -8,16 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import flat_clip_name, write_image
+from .writers import write_image
 
 TILE_HEIGHT = 256
 LABEL_HEIGHT = 28
 MAX_COLUMNS = 6
-
-
-def contact_sheet_path(root: str | Path, clip_name: str) -> Path:
-    """``<root>/contact_sheets/<clip with "/" → "__">.png``."""
-    return Path(root, "contact_sheets", f"{flat_clip_name(clip_name)}.png")
 
 
 def _tile(label: str, image: np.ndarray, height: int) -> np.ndarray:
@@ -41,8 +36,6 @@ def make_contact_sheet(tiles: Sequence[tuple[str, np.ndarray]], height: int = TI
     return np.concatenate(lines)
 
 
-def write_contact_sheet(root: str | Path, clip_name: str, tiles: Sequence[tuple[str, np.ndarray]]) -> Path:
-    """Write the clip's contact sheet (atomically) and return its path."""
-    path = contact_sheet_path(root, clip_name)
+def write_contact_sheet(path: Path, tiles: Sequence[tuple[str, np.ndarray]]) -> None:
+    """Write a contact sheet of ``tiles`` to ``path`` (atomically)."""
     write_image(path, make_contact_sheet(tiles))
-    return path

@@ -23,6 +23,8 @@ from typing import Literal
 
 from cosmos_predict1.errors import UserError
 
+from .options import GBUFFER_PASSES
+
 log = logging.getLogger(__name__)
 
 GroupMode = Literal["folder", "webdataset"]
@@ -30,7 +32,6 @@ ChunkMode = Literal["first", "all", "drop_last"]
 
 # Both renderers read these (the original's forward renderer skipped .exr; here it reads --output_format exr).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tiff", ".bmp", ".exr")
-GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, TypeVar
 
 from cosmos_predict1.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported only by runs of several processes
+    import torch.distributed as dist
 
 log = logging.getLogger("cosmos_predict1")
 
@@ -101,6 +101,9 @@ def setup(device: str, context_parallel_size: int) -> Layout:
             f"torchrun --nproc_per_node=<a multiple of {size}>."
         )
     if world > 1:
+        import torch
+        import torch.distributed as dist
+
         cuda = device.startswith("cuda") and torch.cuda.is_available()
         if cuda and local_rank < torch.cuda.device_count():
             torch.cuda.set_device(local_rank)
@@ -117,7 +120,9 @@ def setup(device: str, context_parallel_size: int) -> Layout:
 def teardown() -> None:
     """Leave the process group (after the last collective; a failed rank just exits and torchrun stops the rest)."""
     global _layout, _context_group, _wait_group
-    if dist.is_initialized():
+    if _wait_group is not None:
+        import torch.distributed as dist
+
         dist.destroy_process_group()
     _layout, _context_group, _wait_group = Layout(), None, None
 
@@ -130,6 +135,8 @@ def context_parallel_group() -> dist.ProcessGroup | None:
 def barrier() -> None:
     """Wait until every rank gets here (no-op in a single process)."""
     if _wait_group is not None:
+        import torch.distributed as dist
+
         dist.barrier(group=_wait_group)
 
 
@@ -180,6 +187,8 @@ def writer_summaries(summary: str) -> list[tuple[int, str]]:
     """(rank, summary) of every rank that writes outputs, in rank order; waits for all ranks (the final barrier)."""
     if _wait_group is None:
         return [(0, summary)]
+    import torch.distributed as dist
+
     summaries: list[str | None] = [None] * _layout.world_size
     dist.all_gather_object(summaries, summary, group=_wait_group)
     size = _layout.context_parallel_size

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-FIT_MODES = ("stretch", "crop", "pad")
-OUTPUT_SIZES = ("model", "input")
-
 
 @dataclass(frozen=True)
 class Placement:

@@ -1,4 +1,4 @@
-"""Reading image files and turning one chunk of them into the model's input video.
+"""Reading image files, and turning frames (from files or arrays) into the model's input video.
 
 Per frame, in the original's order: decode → scale to [0, 1] → composite alpha onto white → resize → centre crop
 (zero padding) → 2x − 1 → for ``.exr`` files optionally the original's gamma step. Differences from the original,
@@ -18,20 +18,19 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read by OpenCV at its 
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import imageio.v3 as iio
 import numpy as np
-import OpenEXR
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from cosmos_predict1.errors import UserError
 
-from .fit import FIT_MODES, Placement, fit_frame, place
+from .fit import Placement, fit_frame, place
+from .options import FrameOptions
 
 log = logging.getLogger(__name__)
 
@@ -40,72 +39,61 @@ FINITE_LIMIT = 65504.0  # ±Inf in float images becomes ±this (the largest half
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Preprocessing:
-    """How frames become model input; invalid values raise ``UserError`` when it is built.
+# How a frame's values encode the model's [−1, 1]: "display" values in [0, 1] (8-bit images, the usual case) map by
+# 2x − 1; "linear" values (the inverse renderer's EXR inputs) are gamma-encoded after resizing, as the original does;
+# "signed" values already are in [−1, 1] (normals written by --output_format exr) and stay as they are.
+ENCODINGS = ("display", "linear", "signed")
 
-    ``resize_resolution``: None resizes to exactly (height, width) (aspect ratio not kept, the original's default);
-    one value resizes the shorter side to it (longer side int(value · long / short)); two values are (h, w). The
-    result is then centre-cropped to (height, width). ``gamma_encode_exr``: the inverse renderer's step for
-    ``.exr`` inputs (clip linear values to [0, 1], power 1/2.2); the forward renderer does not use it.
-    ``signed_exr``: ``.exr`` files already hold values in [−1, 1] (normals written by ``--output_format exr``), so
-    the 2x − 1 step is skipped for them. ``fit``: "stretch" (the resize + crop above) or an aspect-keeping "crop"
-    or "pad" (see ``fit.py``; ``resize_resolution`` must then be None).
+
+def file_encoding(path: Path, *, linear_exr: bool = False, signed_exr: bool = False) -> str:
+    """The encoding of a frame file: ``.exr`` files are "linear" or "signed" where asked, else "display"."""
+    if path.suffix.lower() == ".exr":
+        if linear_exr:
+            return "linear"
+        if signed_exr:
+            return "signed"
+    return "display"
+
+
+def resized_size(options: FrameOptions, height: int, width: int) -> tuple[int, int]:
+    """(h, w) a ``height × width`` frame is resized to before the crop (torchvision ``Resize`` rule)."""
+    size = options.resize_resolution or (options.height, options.width)
+    if len(size) == 2:
+        return size[0], size[1]
+    short, long = min(height, width), max(height, width)
+    new_long = int(size[0] * long / short)
+    return (size[0], new_long) if height <= width else (new_long, size[0])
+
+
+def clip_placement(options: FrameOptions, frame_shape: tuple[int, ...]) -> Placement | None:
+    """Where frames of ``frame_shape`` (h, w, ...) land in the model frame; None when outputs stay the model frame."""
+    if options.keeps_model_frame:
+        return None
+    return place(tuple(frame_shape[:2]), (options.height, options.width), options.fit)
+
+
+def prepare_clip(frames: Sequence[np.ndarray], options: FrameOptions, encodings: Sequence[str]) -> torch.Tensor:
+    """RGB frames float32 ``[h, w, 3]`` (see ``as_rgb``) → the model's input video float32 ``[3, T, H, W]``.
+
+    Each frame is resized on its own (mixed sizes work) and mapped to [−1, 1] by its encoding (``ENCODINGS``); linear
+    values above 1 stay above 1 only when not gamma-encoded.
     """
-
-    height: int
-    width: int
-    resize_resolution: tuple[int, ...] | None = None
-    gamma_encode_exr: bool = False
-    signed_exr: bool = False
-    fit: str = "stretch"
-
-    def __post_init__(self) -> None:
-        if self.fit not in FIT_MODES:
-            raise UserError(f"--fit {self.fit}: choose one of {', '.join(FIT_MODES)}.")
-        if self.fit != "stretch" and self.resize_resolution is not None:
-            raise UserError(f"--fit {self.fit} sizes frames itself: leave out --resize_resolution.")
-        if self.height < 1 or self.width < 1:
-            raise UserError(f"--height and --width must be positive (got {self.height} x {self.width}).")
-        size = self.resize_resolution
-        if size is not None and (len(size) not in (1, 2) or min(size) < 1):
-            raise UserError(f"--resize_resolution takes one or two positive values (H W), got {list(size)}.")
-
-    def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) a frame of ``height`` × ``width`` is resized to before the crop (torchvision ``Resize`` rule)."""
-        size = self.resize_resolution or (self.height, self.width)
-        if len(size) == 2:
-            return size[0], size[1]
-        short, long = min(height, width), max(height, width)
-        new_long = int(size[0] * long / short)
-        return (size[0], new_long) if height <= width else (new_long, size[0])
-
-    def placement(self, path: Path) -> Placement:
-        """Where the frames of a clip whose first file is ``path`` land in the model frame (for ``fit.restore``)."""
-        return place(read_pixels(Path(path)).shape[:2], (self.height, self.width), self.fit)
+    return torch.stack([_prepare_frame(frame, options, code) for frame, code in zip(frames, encodings)], dim=1)
 
 
-def load_frames(paths: Sequence[Path], preprocessing: Preprocessing) -> torch.Tensor:
-    """The files of one chunk as a float32 video ``[3, T, H, W]`` (T = len(paths)).
-
-    Values are in [−1, 1], except linear EXR values above 1 when ``gamma_encode_exr`` is off (then 2x − 1 > 1).
-    """
-    return torch.stack([_frame(Path(path), preprocessing) for path in paths], dim=1)
-
-
-def _frame(path: Path, preprocessing: Preprocessing) -> torch.Tensor:
-    """One file as float32 ``[3, H, W]`` in [−1, 1]."""
-    image = torch.from_numpy(read_image(path)).permute(2, 0, 1)
-    if preprocessing.fit == "stretch":
-        image = resize(image, preprocessing.resized_size(*image.shape[-2:]))
-        image = center_crop(image, preprocessing.height, preprocessing.width)
+def _prepare_frame(frame: np.ndarray, options: FrameOptions, encoding: str) -> torch.Tensor:
+    """One frame ``[h, w, 3]`` → float32 ``[3, H, W]``."""
+    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+    if options.fit == "stretch":
+        image = resize(image, resized_size(options, *image.shape[-2:]))
+        image = center_crop(image, options.height, options.width)
     else:
-        target = (preprocessing.height, preprocessing.width)
-        image = fit_frame(image, place(tuple(image.shape[-2:]), target, preprocessing.fit))
-    if preprocessing.signed_exr and path.suffix.lower() == ".exr":
+        target = (options.height, options.width)
+        image = fit_frame(image, place(tuple(image.shape[-2:]), target, options.fit))
+    if encoding == "signed":
         return image
     image = image * 2 - 1
-    if preprocessing.gamma_encode_exr and path.suffix.lower() == ".exr":
+    if encoding == "linear":
         image = ((image + 1) / 2).clip(0, 1).pow(1 / EXR_GAMMA) * 2 - 1
     return image
 
@@ -132,22 +120,45 @@ def center_crop(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """One image file as float32 ``[h, w, 3]`` RGB.
+    """One image file as float32 ``[h, w, 3]`` RGB (see ``as_rgb``); ``UserError`` naming an unreadable file."""
+    return as_rgb(read_pixels(path), str(path))
 
-    8-bit values are divided by 255 and 16-bit values by 65535 (→ [0, 1]); float files (EXR) keep their linear
-    values, except that NaN becomes 0 and ±Inf ±65504, with a warning (one NaN would spread over the whole output).
-    Grayscale is replicated to three channels; an alpha channel is composited onto white. An unreadable, corrupt or
-    unsupported file raises ``UserError`` naming it.
+
+def as_rgb(image: np.ndarray, source: str) -> np.ndarray:
+    """Decoded pixels ``[h, w]`` or ``[h, w, C]`` (C ≤ 4) → float32 ``[h, w, 3]`` RGB.
+
+    8-bit values are divided by 255 and 16-bit values by 65535 (→ [0, 1]); float values (EXR) stay as they are,
+    except that NaN becomes 0 and ±Inf ±65504, with a warning naming ``source`` (one NaN would spread over the whole
+    output). Grayscale is replicated to three channels; an alpha channel is composited onto white. Other dtypes and
+    layouts raise ``UserError`` naming ``source``.
     """
-    return _finite(_to_rgb(read_pixels(path), path), path)
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255
+    elif image.dtype == np.uint16:
+        image = image.astype(np.float32) / 65535
+    elif image.dtype == np.bool_ or image.dtype.kind == "f":
+        image = image.astype(np.float32)
+    else:
+        raise UserError(f"Cannot read image {source}: unsupported pixel type {image.dtype}; convert it to 8 or 16 bits.")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or not 1 <= image.shape[-1] <= 4 or min(image.shape[:2]) < 1:
+        raise UserError(f"Cannot read image {source}: unsupported layout {list(image.shape)}; convert it to RGB.")
+    if image.shape[-1] in (2, 4):
+        alpha = image[..., -1:]
+        image = image[..., :-1] * alpha + (1 - alpha)
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return _finite(image, source)
 
 
-def _finite(image: np.ndarray, path: Path) -> np.ndarray:
-    """``image`` with NaN → 0 and ±Inf → ±FINITE_LIMIT, logging a warning that names ``path`` when any is found."""
+def _finite(image: np.ndarray, source: str) -> np.ndarray:
+    """``image`` with NaN → 0 and ±Inf → ±FINITE_LIMIT, logging a warning that names ``source`` when any is found."""
     invalid = ~np.isfinite(image)
     if not invalid.any():
         return image
-    log.warning("%s: %d NaN or infinite value(s) replaced (NaN → 0, ±Inf → ±%g)", path, invalid.sum(), FINITE_LIMIT)
+    log.warning("%s: %d NaN or infinite value(s) replaced (NaN → 0, ±Inf → ±%g)", source, invalid.sum(), FINITE_LIMIT)
     return np.nan_to_num(image, nan=0.0, posinf=FINITE_LIMIT, neginf=-FINITE_LIMIT)
 
 
@@ -225,6 +236,8 @@ def _quiet_opencv() -> Iterator[None]:
 
 def _read_with_openexr(path: Path) -> np.ndarray:
     """Pixels of the first part: RGB(A), else luminance Y, else the only channel."""
+    import OpenEXR  # only EXR inputs need it
+
     channels = OpenEXR.File(str(path)).channels()
     for name in ("RGBA", "RGB", "Y"):
         if name in channels:
@@ -232,25 +245,3 @@ def _read_with_openexr(path: Path) -> np.ndarray:
     if len(channels) == 1:
         return next(iter(channels.values())).pixels
     raise ValueError(f"no RGB or Y channels (has {', '.join(channels)})")
-
-
-def _to_rgb(image: np.ndarray, path: Path) -> np.ndarray:
-    """Decoded pixels → float32 ``[h, w, 3]``: scaled to [0, 1] by bit depth, alpha onto white, gray → RGB."""
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535
-    elif image.dtype == np.bool_ or image.dtype.kind == "f":
-        image = image.astype(np.float32)
-    else:
-        raise UserError(f"Cannot read image {path}: unsupported pixel type {image.dtype}; convert it to 8 or 16 bits.")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] > 4:
-        raise UserError(f"Cannot read image {path}: unsupported layout {list(image.shape)}; convert it to RGB.")
-    if image.shape[-1] in (2, 4):
-        alpha = image[..., -1:]
-        image = image[..., :-1] * alpha + (1 - alpha)
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    return image

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,22 +20,11 @@ from . import sampler
 from .networks import DiffusionRendererDiT
 from .networks.acceleration import attention_backends
 from .networks.offload import BlockStreamer
+from .options import GBUFFER_INDEX, MODEL_FPS, SamplingOptions
 
-# Row of the inverse network's context embedding for each G-buffer.
-GBUFFER_INDEX = {
-    "basecolor": 0,
-    "metallic": 1,
-    "roughness": 2,
-    "normal": 3,
-    "depth": 4,
-    "diffuse_albedo": 5,
-    "specular_albedo": 6,
-}
-INVERSE_DEFAULT_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 # Order of the forward network's condition blocks (16 latent channels + 1 mask channel each).
 FORWARD_GBUFFER_KEYS = ("basecolor", "normal", "metallic", "roughness", "depth")
 LIGHTING_KEYS = ("env_ldr", "env_log", "env_nrm")
-MODEL_FPS = 24.0  # the frame rate the CLI datasets give the model (the original's), whatever the output's --fps
 TOKENS_PER_BATCH = 32768  # automatic batch size: about one 57-frame 704×1280 clip, or nine images
 
 StepCallback = Callable[[int, torch.Tensor], None]
@@ -62,19 +50,6 @@ def normalize_normals(video: torch.Tensor) -> torch.Tensor:
     unit = video / norm.clamp_min(1e-12)
     blend = ((norm - 0.2) / 0.2).clamp(0, 1)
     return unit * blend + video * (1 - blend)
-
-
-@dataclass
-class SamplingOptions:
-    """How each output is sampled: Euler steps, guidance weight g (F_c + g·(F_c − F_u)), outputs per batch.
-
-    ``max_batch`` None picks the batch size from the clip size (about ``TOKENS_PER_BATCH`` DiT tokens per batch:
-    larger batches of long clips cost memory without running faster).
-    """
-
-    num_steps: int = 15
-    guidance: float = 0.0
-    max_batch: int | None = None
 
 
 class Renderer:
@@ -166,12 +141,19 @@ class Renderer:
                 denoise, noise.to(self.device), self.options.num_steps, dtype=self.dtype, on_step=on_step
             )
 
-    def batches(self, count: int, latent: torch.Tensor) -> list[range]:
-        """Index ranges of the outputs sampled together, for outputs of ``latent``'s size ``[1, C, T', h, w]``."""
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """The shape ``[1, 16, T', H/8, W/8]`` of one output's latent for ``frames`` frames of ``height × width``."""
+        compression = self.tokenizer.spatial_compression
+        channels = self.tokenizer.latent_channels
+        return (1, channels, self.tokenizer.latent_frames(frames), height // compression, width // compression)
+
+    def batches(self, count: int, latent_shape: Sequence[int]) -> list[range]:
+        """Index ranges of the outputs sampled together, for ``count`` outputs of latent shape ``[1, C, T', h, w]``."""
         size = self.options.max_batch
         if size is None:
             config = self.network.config
-            tokens = latent.shape[2] * latent.shape[3] * latent.shape[4] // (config.patch_spatial**2 * config.patch_temporal)
+            tokens = latent_shape[2] * latent_shape[3] * latent_shape[4]
+            tokens //= config.patch_spatial**2 * config.patch_temporal
             size = max(1, TOKENS_PER_BATCH // tokens // (2 if self.options.guidance > 0 else 1))
         return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
@@ -205,7 +187,7 @@ class InverseRenderer(Renderer):
         """
         condition = self.encode(video)
         outputs: dict[str, torch.Tensor] = {}
-        for batch in self.batches(len(passes), condition):
+        for batch in self.batches(len(passes), condition.shape):
             names = [passes[i] for i in batch]
             index = torch.tensor([GBUFFER_INDEX[name] for name in names])
             latents = self.sample(
@@ -284,7 +266,7 @@ class ForwardRenderer(Renderer):
             decoded videos ``[1, 3, T, H, W]`` in the model dtype, in the order of ``lighting_conditions``.
         """
         outputs: list[torch.Tensor] = []
-        for batch in self.batches(len(lighting_conditions), gbuffer_condition):
+        for batch in self.batches(len(lighting_conditions), gbuffer_condition.shape):
             condition = torch.cat(
                 [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .frames import read_image
-from .io import video_writer
+from .writers import video_writer
 
 
 def crossfade_weight(position: int, overlap: int) -> float:
@@ -57,11 +57,3 @@ def write_stitched_video(
         for image in stitched_frames(chunk_frames, step, length, read):
             append((np.clip(image, 0, 1) * 255).astype(np.uint8))
     return path
-
-
-def seam_strength(video: np.ndarray, borders: Sequence[int]) -> tuple[float, float]:
-    """(mean |frame t − frame t−1| at the given border frames t, the same inside chunks) of ``[T, H, W, C]``."""
-    steps = np.abs(np.diff(video.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))  # steps[t - 1] = |f_t − f_{t−1}|
-    at_borders = [t - 1 for t in borders if 0 < t < len(video)]
-    inside = [i for i in range(len(steps)) if i not in at_borders]
-    return float(steps[at_borders].mean()), float(steps[inside].mean())

@@ -99,7 +99,7 @@ def _read_checkpoint_without_mmap(path: Path, allow_pickle: bool) -> Any:
 
 
 def _corrupt(path: Path, err: BaseException) -> UserError:
-    from cosmos_predict1.checkpoints import download_command
+    from cosmos_predict1.release import download_command
 
     return UserError(
         f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}); the file is corrupt or "
@@ -164,7 +164,7 @@ def load_network_weights(
         for label, items in (("missing", missing), ("wrong shape", mismatched), ("unexpected", unexpected)):
             if items:
                 problems.append(f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}")
-        from cosmos_predict1.checkpoints import download_command
+        from cosmos_predict1.release import download_command
 
         raise UserError(
             f"{source}: does not match the network configuration ({'; '.join(problems)}). Is it the right "
@@ -191,7 +191,7 @@ def build_network(
     config = load_config(model_dir, base)
     path = model_dir / "model.pt"
     if not path.is_file():
-        from cosmos_predict1.checkpoints import download_command
+        from cosmos_predict1.release import download_command
 
         raise UserError(f"{path}: missing; download the weights with: {download_command(str(model_dir.parent))}")
     released = network_state_dict(_read_checkpoint(path, allow_pickle), str(path))

@@ -1,6 +1,6 @@
 """Context parallelism for the DiT (Ulysses style): the token sequence of one clip is split over a process group.
 
-With P ranks in the group, rank r holds the N/P consecutive tokens ``[r·N/P, (r+1)·N/P)`` (t-major order) from the
+``install`` sets this up on a built network. With P ranks in the group, rank r holds the N/P consecutive tokens ``[r·N/P, (r+1)·N/P)`` (t-major order) from the
 patch embedding to the final layer. Everything per token runs on that shard alone: patch embedding, the absolute
 embedding and RoPE (their tables are sliced to the same rows), norms, modulation, the uniform-context
 cross-attention shortcut, the MLP and the final layer. Only self-attention needs every token: an all-to-all turns
@@ -16,9 +16,12 @@ Per block and rank the all-to-alls move about 4·B·N·D·(P−1)/P² values (q,
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 
 def unsupported(heads: int, tokens: int, size: int) -> str | None:
@@ -30,15 +33,36 @@ def unsupported(heads: int, tokens: int, size: int) -> str | None:
     return None
 
 
-def local_span(tokens: int, heads: int, group: dist.ProcessGroup) -> slice:
-    """The token positions this rank holds out of ``tokens``; ValueError if the group cannot split them."""
-    size = group.size()
-    problem = unsupported(heads, tokens, size)
-    if problem:
-        raise ValueError(f"context parallel: {problem}")
-    share = tokens // size
-    start = group.rank() * share
-    return slice(start, start + share)
+class Shards:
+    """The token sequence of one clip split over a process group: this rank's slice, and gathering the slices."""
+
+    def __init__(self, group: dist.ProcessGroup, heads: int) -> None:
+        self.group, self.heads = group, heads
+
+    def local(self, tokens: int) -> slice:
+        """The token positions this rank holds out of ``tokens``; ValueError if the group cannot split them."""
+        size = self.group.size()
+        problem = unsupported(self.heads, tokens, size)
+        if problem:
+            raise ValueError(f"context parallel: {problem}")
+        share = tokens // size
+        start = self.group.rank() * share
+        return slice(start, start + share)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, N/P, F]`` on every rank → ``[B, N, F]`` (the ranks' shards in rank order) on every rank."""
+        x = x.contiguous()
+        shards = [torch.empty_like(x) for _ in range(self.group.size())]
+        dist.all_gather(shards, x, group=self.group)
+        return torch.cat(shards, dim=1)
+
+
+def install(network: nn.Module, group: dist.ProcessGroup) -> None:
+    """Make ``network`` (a ``DiffusionRendererDiT``) compute each clip together with the other ranks of ``group``:
+    it keeps only its share of the tokens, and every block's self-attention runs over the group's whole sequence."""
+    network.token_shards = Shards(group, network.config.num_heads)
+    for block in network.blocks:
+        block.self_attn.attend = functools.partial(attention, group=group)
 
 
 def _all_to_all(x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
@@ -68,11 +92,3 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: dist.Pro
     out = out.view(batch, heads // size, size, tokens, dim).permute(2, 0, 1, 3, 4)  # [P, B, heads/P, n, d]
     out = _all_to_all(out, group)  # slice j: head group j of this rank's tokens
     return out.permute(1, 0, 2, 3, 4).reshape(batch, heads, tokens, dim)
-
-
-def gather_tokens(x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
-    """``[B, N/P, F]`` on every rank → ``[B, N, F]`` (the ranks' shards in rank order) on every rank."""
-    x = x.contiguous()
-    shards = [torch.empty_like(x) for _ in range(group.size())]
-    dist.all_gather(shards, x, group=group)
-    return torch.cat(shards, dim=1)

@@ -10,18 +10,18 @@ all context tokens; the forward renderer's context is all zeros. Both contexts a
 the cross-attention output is the same for every token and is computed from one row (``cross_attention_shortcut``;
 mathematically exact). A non-uniform context (``crossattn_emb``) takes the full attention path.
 
-Context parallelism: with ``context_parallel_group`` set, each rank of the group computes its share of the token
-sequence and only self-attention communicates (``context_parallel``); None (the default) runs everything here.
+Context parallelism is installed on a built network (``context_parallel.install``): ``token_shards`` then cuts the
+token sequence into this rank's share and gathers the final layer's output; None (the default) runs everything here.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from . import context_parallel
 from .config import DiTConfig
 from .layers import (
     MLP,
@@ -37,6 +37,14 @@ from .layers import (
 from .position_embedding import rope_angles, sincos_embedding, timestep_sinusoid
 
 CONTEXT_TOKENS = 512  # length of the (dummy) text context the original feeds
+
+
+class TokenShards(Protocol):
+    """How a context-parallel group splits the token sequence (``context_parallel.Shards``)."""
+
+    def local(self, tokens: int) -> slice: ...
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class Block(nn.Module):
@@ -61,15 +69,11 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         context: torch.Tensor,
         uniform_context: bool,
-        group: dist.ProcessGroup | None = None,
     ) -> torch.Tensor:
-        """x ``[B, N, D]``; abs_emb ``[N, D]``; context ``[B, 1, D_ctx]`` if uniform else ``[B, L, D_ctx]``.
-
-        ``group``: context-parallel group whose ranks each hold N of the clip's tokens (None: all tokens here).
-        """
+        """x ``[B, N, D]``; abs_emb ``[N, D]``; context ``[B, 1, D_ctx]`` if uniform else ``[B, L, D_ctx]``."""
         x = x + abs_emb
         shift, scale, gate = self.self_attn_adaln(silu_emb, lora)
-        x = x + gate * self.self_attn(modulate(layer_norm(x), shift, scale), *rope, group)
+        x = x + gate * self.self_attn(modulate(layer_norm(x), shift, scale), *rope)
         shift, scale, gate = self.cross_attn_adaln(silu_emb, lora)
         if uniform_context:
             x = x + gate * self.cross_attn.uniform_context(context)
@@ -97,7 +101,7 @@ class DiffusionRendererDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.final_layer = FinalLayer(dim, config.adaln_lora_dim, config.patch_out_features)
         self.cross_attention_shortcut = True
-        self.context_parallel_group: dist.ProcessGroup | None = None  # see ``context_parallel``
+        self.token_shards: TokenShards | None = None  # set by ``context_parallel.install``
         self._position_tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -204,15 +208,14 @@ class DiffusionRendererDiT(nn.Module):
 
         fps_value = float(fps.reshape(-1)[0]) if isinstance(fps, torch.Tensor) else float(fps)
         abs_emb, rope_cos, rope_sin = self.position_tables(grid, fps_value, device)
-        group = self.context_parallel_group
-        if group is not None:  # this rank's slice of the token sequence and of its position tables
-            span = context_parallel.local_span(patches.shape[1], c.num_heads, group)
+        if self.token_shards is not None:  # this rank's slice of the token sequence and of its position tables
+            span = self.token_shards.local(patches.shape[1])
             patches, abs_emb, rope_cos, rope_sin = patches[:, span], abs_emb[span], rope_cos[span], rope_sin[span]
         tokens = self.patch_embed(patches)
         context, uniform = self._context(batch, crossattn_emb, context_index, device)
         for block in self.blocks:
-            tokens = block(tokens, abs_emb, silu_emb, lora, (rope_cos, rope_sin), context, uniform, group)
+            tokens = block(tokens, abs_emb, silu_emb, lora, (rope_cos, rope_sin), context, uniform)
         out = self.final_layer(tokens, silu_emb, lora)
-        if group is not None:
-            out = context_parallel.gather_tokens(out, group)
+        if self.token_shards is not None:
+            out = self.token_shards.gather(out)
         return self.unpatchify(out, grid)

@@ -6,12 +6,11 @@ element-wise ops round after each op (plain tensor arithmetic in the model dtype
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-from . import context_parallel
 
 EPS = 1e-6
 
@@ -56,7 +55,11 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    """Full bidirectional attention over all video tokens with per-head RMSNorm on q, k and 3D RoPE."""
+    """Full bidirectional attention over all video tokens with per-head RMSNorm on q, k and 3D RoPE.
+
+    ``attend`` computes softmax(q·kᵀ/√d)·v for ``[B, heads, N, d]`` tensors: SDPA by default; context parallelism
+    installs an attention over the whole sequence of a process group (``context_parallel.install``).
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -65,25 +68,14 @@ class SelfAttention(nn.Module):
         self.q_norm = nn.Parameter(torch.ones(dim // heads))
         self.k_norm = nn.Parameter(torch.ones(dim // heads))
         self.out = nn.Linear(dim, dim, bias=False)
+        self.attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = F.scaled_dot_product_attention
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope_cos: torch.Tensor,
-        rope_sin: torch.Tensor,
-        group: dist.ProcessGroup | None = None,
-    ) -> torch.Tensor:
-        """x ``[B, N, D]`` → ``[B, N, D]``; rope tables float32 ``[N, d]``.
-
-        With a context-parallel ``group``, x and the tables hold this rank's N tokens of the group's sequence and
-        the attention runs over the whole sequence (see ``context_parallel``).
-        """
+    def forward(self, x: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor) -> torch.Tensor:
+        """x ``[B, N, D]`` → ``[B, N, D]``; rope tables float32 ``[N, d]``."""
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         q = apply_rope(rms_norm(q, self.q_norm), rope_cos, rope_sin)
         k = apply_rope(rms_norm(k, self.k_norm), rope_cos, rope_sin)
-        if group is None:
-            return self.out(merge_heads(F.scaled_dot_product_attention(q, k, v)))
-        return self.out(merge_heads(context_parallel.attention(q, k, v, group)))
+        return self.out(merge_heads(self.attend(q, k, v)))
 
 
 class CrossAttention(nn.Module):

@@ -54,10 +54,9 @@ class BlockStreamer:
         self.slot_views = [_flat_views(slot, self.params[0]) for slot in self.slots]
         self.copy_stream = torch.cuda.Stream(self.device) if cuda else None
         self.loaded: dict[int, torch.cuda.Event] = {}
-        self.hooks = []
         for index, block in enumerate(self.blocks):
-            self.hooks.append(block.register_forward_pre_hook(self._before(index)))
-            self.hooks.append(block.register_forward_hook(self._after(index)))
+            block.register_forward_pre_hook(self._before(index))
+            block.register_forward_hook(self._after(index))
         for index in range(min(self.SLOTS, len(self.blocks))):
             self._fetch(index)
 
@@ -95,9 +94,3 @@ class BlockStreamer:
                     self._fetch(first)
 
         return hook
-
-    def detach(self) -> None:
-        """Remove the hooks; the blocks stay in CPU memory."""
-        for hook in self.hooks:
-            hook.remove()
-        self.hooks.clear()

@@ -25,7 +25,7 @@ from diffusers.models.autoencoders.autoencoder_kl_cosmos import CosmosPatchEmbed
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cosmos_predict1.checkpoints import download_command
+from cosmos_predict1.release import download_command
 from cosmos_predict1.errors import UserError
 
 from .names import (

@@ -89,21 +89,12 @@ class VideoTokenizer(nn.Module):
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames of a ``num_frames`` video: 1 for an image, else L per chunk of P frames."""
-        return self._frames(num_frames, self.pixel_chunk_duration, self.latent_chunk_duration, "frames")
-
-    def pixel_frames(self, num_latent_frames: int) -> int:
-        """Video frames decoded from ``num_latent_frames``; inverse of :meth:`latent_frames`."""
-        return self._frames(num_latent_frames, self.latent_chunk_duration, self.pixel_chunk_duration, "latent frames")
-
-    @staticmethod
-    def _frames(count: int, chunk: int, other_chunk: int, what: str) -> int:
-        if count == 1:
+        chunk = self.pixel_chunk_duration
+        if num_frames == 1:
             return 1
-        if count < 1 or count % chunk:
-            raise UserError(
-                f"{count} {what}: the tokenizer takes 1 or a multiple of {chunk} ({chunk}, {2 * chunk}, ...)"
-            )
-        return count // chunk * other_chunk
+        if num_frames < 1 or num_frames % chunk:
+            raise UserError(f"{num_frames} frames: the tokenizer takes 1 or a multiple of {chunk} ({chunk}, ...)")
+        return num_frames // chunk * self.latent_chunk_duration
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Output files of both renderer scripts: uint8 conversion, atomic writers and the output layout.
+"""Writing outputs: decoded videos → pixel arrays, and atomic writers for JPEG, 16-bit PNG, EXR and MP4.
 
 Every writer first writes ``.<stem>.tmp-<pid><suffix>`` next to the target and renames it over the target only once
 it is complete, so an interrupted run never leaves a truncated file under a final name (resuming can trust that an
@@ -19,14 +19,13 @@ import cv2
 import imageio.v2 as imageio_v2
 import imageio.v3 as iio
 import numpy as np
-import OpenEXR
 import torch
 
 from cosmos_predict1.errors import UserError
 
+from .layout import gbuffer_frame_suffix
+
 JPEG_QUALITY = 85
-OUTPUT_FORMATS = ("jpg", "png16", "exr")
-FLOAT_PASSES = ("normal", "depth")  # passes written as float EXR by --output_format exr
 VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
 EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
 TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\.[^.]+)?")  # see temporary_path
@@ -142,20 +141,12 @@ def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
     """float32 ``[H, W, C]`` (C = 1: Y, 3: RGB, 4: RGBA) → 32-bit float OpenEXR, ZIP compression."""
     if image.dtype != np.float32 or image.ndim != 3 or image.shape[-1] not in EXR_CHANNELS:
         raise ValueError(f"expected float32 [H, W, 1|3|4], got {image.dtype} {list(image.shape)}")
+    import OpenEXR  # only runs that write EXR need it
+
     pixels = np.ascontiguousarray(image[..., 0] if image.shape[-1] == 1 else image)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with _atomic(Path(path)) as temporary:
         OpenEXR.File(header, {EXR_CHANNELS[image.shape[-1]]: pixels}).write(str(temporary))
-
-
-def gbuffer_frame_suffix(output_format: str, pass_name: str) -> str:
-    """File ending of a G-buffer frame: jpg → .jpg (8 bit); png16 → .png (16 bit); exr → .exr for normal and
-    depth (float), .png (16 bit) for the other passes."""
-    if output_format == "jpg":
-        return ".jpg"
-    if output_format == "exr" and pass_name in FLOAT_PASSES:
-        return ".exr"
-    return ".png"
 
 
 def write_gbuffer_frames(paths: list[Path], decoded: torch.Tensor, pass_name: str, output_format: str) -> None:
@@ -178,52 +169,12 @@ def write_gbuffer_frames(paths: list[Path], decoded: torch.Tensor, pass_name: st
         write(path, frame)
 
 
-def image_or_video_path(path: str | os.PathLike, num_frames: int) -> Path:
-    """Where ``save_image_or_video`` writes ``num_frames`` frames for ``path``: a 1-frame video is a ``.jpg``."""
-    path = Path(path)
-    return path.with_suffix(".jpg") if num_frames == 1 else path
-
-
-def save_image_or_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> Path:
-    """uint8 ``[T, H, W, 3]`` → MP4 at ``path``, or for T = 1 a JPEG with the extension replaced; returns the path."""
-    target = image_or_video_path(path, len(frames))
+def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
+    """uint8 ``[T, H, W, 3]`` → the clip's file: a JPEG for one frame, else an MP4 (names from ``layout``)."""
     if len(frames) == 1:
-        write_image(target, frames[0])
+        write_image(path, frames[0])
     else:
-        write_video(target, frames, fps)
-    return target
-
-
-def inverse_frame_path(
-    root: str | os.PathLike, clip_name: str, chunk_index: int, frame_index: int, pass_name: str
-) -> Path:
-    """``<root>/gbuffer_frames/<clip>/<chunk:04d>.<frame:04d>.<pass>.jpg`` (a "/" in the clip name nests folders)."""
-    return Path(root, "gbuffer_frames", clip_name, f"{chunk_index:04d}.{frame_index:04d}.{pass_name}.jpg")
-
-
-def inverse_video_path(root: str | os.PathLike, clip_name: str, pass_name: str) -> Path:
-    """``<root>/<clip with "/" → "__">.<pass>.mp4`` (see ``image_or_video_path`` for T = 1)."""
-    return Path(root, f"{flat_clip_name(clip_name)}.{pass_name}.mp4")
-
-
-def forward_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
-    """``<root>/relit_frames_<light:04d>/<clip>.<frame:04d>.jpg`` (a "/" in the clip name nests folders)."""
-    return Path(root, f"relit_frames_{light_index:04d}", f"{clip_name}.{frame_index:04d}.jpg")
-
-
-def forward_video_path(root: str | os.PathLike, clip_name: str, light_index: int) -> Path:
-    """``<root>/<clip with "/" → "__">.relit_<light:04d>.mp4`` (see ``image_or_video_path`` for T = 1)."""
-    return Path(root, f"{flat_clip_name(clip_name)}.relit_{light_index:04d}.mp4")
-
-
-def forward_linear_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
-    """``<root>/relit_linear_<light:04d>/<clip>.<frame:04d>.exr``: linear-light relit frames (``--output_linear``)."""
-    return Path(root, f"relit_linear_{light_index:04d}", f"{clip_name}.{frame_index:04d}.exr")
-
-
-def flat_clip_name(clip_name: str) -> str:
-    """A clip name as one file-name component: every "/" becomes "__"."""
-    return clip_name.replace("/", "__")
+        write_video(path, frames, fps)
 
 
 @contextmanager

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import fixture_family, load_pt
-from cosmos_predict1.diffusion import io
+from cosmos_predict1.diffusion import layout
+from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.errors import UserError
 
@@ -95,23 +96,25 @@ def test_mp4_round_trip(tmp_path: Path) -> None:
 
 def test_one_frame_rule(tmp_path: Path) -> None:
     one, many = random_frames(1, 16, 16, 3), random_frames(2, 16, 16, 3)
-    target = io.inverse_video_path(tmp_path, "image_1", "basecolor")
-    assert io.image_or_video_path(target, 1) == tmp_path / "image_1.basecolor.jpg"
-    assert io.save_image_or_video(target, one, fps=24) == tmp_path / "image_1.basecolor.jpg"
-    assert io.save_image_or_video(target, many, fps=24) == target
+    assert layout.inverse_video_path(tmp_path, "image_1", "basecolor", 1) == tmp_path / "image_1.basecolor.jpg"
+    for frames in (one, many):
+        io.write_clip(layout.inverse_video_path(tmp_path, "image_1", "basecolor", len(frames)), frames, fps=24)
     assert listing(tmp_path) == ["image_1.basecolor.jpg", "image_1.basecolor.mp4"]
+    assert iio.imread(tmp_path / "image_1.basecolor.mp4").shape == (2, 16, 16, 3)
 
 
 def test_layout_names() -> None:
     root = Path("out")
     frames = root / "gbuffer_frames"
-    assert io.inverse_frame_path(root, "video1", 0, 56, "metallic") == frames / "video1/0000.0056.metallic.jpg"
-    assert io.inverse_frame_path(root, "a/b", 1, 2, "depth") == frames / "a/b/0001.0002.depth.jpg"
-    assert io.inverse_video_path(root, "a/b", "normal") == root / "a__b.normal.mp4"
-    assert io.forward_frame_path(root, "video1/0000", 3, 5) == root / "relit_frames_0003/video1/0000.0005.jpg"
-    assert io.forward_video_path(root, "video1/0000", 0) == root / "video1__0000.relit_0000.mp4"
-    image_video = io.forward_video_path(root, "image_1/0000", 2)
-    assert io.image_or_video_path(image_video, 1) == root / "image_1__0000.relit_0002.jpg"
+    assert layout.inverse_frame_path(root, "video1", 0, 56, "metallic", "jpg") == frames / "video1/0000.0056.metallic.jpg"
+    assert layout.inverse_frame_path(root, "a/b", 1, 2, "depth", "jpg") == frames / "a/b/0001.0002.depth.jpg"
+    assert layout.inverse_frame_path(root, "a", 0, 0, "depth", "exr") == frames / "a/0000.0000.depth.exr"
+    assert layout.inverse_frame_path(root, "a", 0, 0, "basecolor", "exr") == frames / "a/0000.0000.basecolor.png"
+    assert layout.inverse_video_path(root, "a/b", "normal", 57) == root / "a__b.normal.mp4"
+    assert layout.forward_frame_path(root, "video1/0000", 3, 5) == root / "relit_frames_0003/video1/0000.0005.jpg"
+    assert layout.forward_video_path(root, "video1/0000", 0, 57) == root / "video1__0000.relit_0000.mp4"
+    assert layout.forward_video_path(root, "image_1/0000", 2, 1) == root / "image_1__0000.relit_0002.jpg"
+    assert layout.contact_sheet_path(root, "a/b") == root / "contact_sheets/a__b.png"
 
 
 # --- atomicity and errors --------------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class FailingVideoWriter:
 def test_failed_video_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(io.imageio_v2, "get_writer", FailingVideoWriter)
     with pytest.raises(RuntimeError, match="encoder failed"):
-        io.save_image_or_video(tmp_path / "clip.mp4", random_frames(3, 4, 4, 3), fps=24)
+        io.write_clip(tmp_path / "clip.mp4", random_frames(3, 4, 4, 3), fps=24)
     assert listing(tmp_path) == []
 
 

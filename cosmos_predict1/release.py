@@ -1,8 +1,9 @@
-"""Where the released weights live: folder names, Hugging Face repositories and the published MD5 sums.
+"""What NVIDIA released and where it lives: folder names, Hugging Face repositories and the published MD5 sums.
 
 This is the one place that names the repositories, so a move of the organisation is a one-line change. It also
-holds the checks (required files, streaming MD5) and the download used by
-``scripts/download_diffusion_renderer_checkpoints.py``, and ``require_files`` for the model loaders.
+holds the checks (required files, streaming MD5), the download used by
+``scripts/download_diffusion_renderer_checkpoints.py``, and the one message every loader gives for a missing or
+damaged released file (``missing_file``, ``redownload_hint``).
 """
 
 from __future__ import annotations
@@ -59,19 +60,14 @@ def download_command(checkpoint_dir: str = "checkpoints") -> str:
     return f"python {DOWNLOAD_SCRIPT} --checkpoint_dir {checkpoint_dir}"
 
 
-def require_files(checkpoint_dir: str | Path, folder: str, files: list[str] | tuple[str, ...]) -> Path:
-    """``<checkpoint_dir>/<folder>`` after checking that each of ``files`` exists in it.
+def redownload_hint(checkpoint_dir: str | Path) -> str:
+    """How to get the released files into ``checkpoint_dir`` (again): "download the weights with: <command>"."""
+    return f"download the weights with: {download_command(str(checkpoint_dir))}"
 
-    Raises ``UserError`` naming the first missing file and the command that downloads it.
-    """
-    model_dir = Path(checkpoint_dir) / folder
-    for name in files:
-        if not (model_dir / name).is_file():
-            raise UserError(
-                f"Missing checkpoint file {model_dir / name}; download the weights with: "
-                f"{download_command(str(checkpoint_dir))}"
-            )
-    return model_dir
+
+def missing_file(path: str | Path, checkpoint_dir: str | Path) -> UserError:
+    """The one-line error for a released file or model folder under ``checkpoint_dir`` that is not there."""
+    return UserError(f"{path}: missing; {redownload_hint(checkpoint_dir)}")
 
 
 def file_md5(path: str | Path) -> str:

@@ -1,0 +1,118 @@
+"""Model assembly: from ``ModelOptions`` to a ready renderer — device and dtype, loading the DiT and the tokenizer,
+offloading, FP8, compilation and context parallelism.
+
+Everything that is installed on a built network happens here, in this order: load (on the CPU when offloaded),
+context parallelism (under torchrun with ``--context_parallel_size``), FP8 layers, compilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from cosmos_predict1.errors import UserError
+
+from . import distributed
+from .networks import DiTConfig, build_network, context_parallel
+from .networks.acceleration import compile_blocks
+from .networks.fp8 import use_fp8
+from .options import ModelOptions, SamplingOptions, TOKENIZER_CHUNK
+from .renderer import Renderer
+from .tokenizer import VideoTokenizer, load_tokenizer
+
+
+def compute_device(name: str) -> torch.device:
+    """The requested device, checked: a missing GPU is a clear error, not a crash deep inside.
+
+    Under torchrun, ``cuda`` means ``cuda:LOCAL_RANK``.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device {name}: not a device name ({err}).") from err
+    if device.type == "cuda" and distributed.layout().world_size > 1:
+        if device.index is not None:
+            raise UserError(f"--device {name}: under torchrun use --device cuda; each rank takes cuda:LOCAL_RANK.")
+        device = torch.device("cuda", distributed.layout().local_rank)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available; use --device cpu (practical for tiny models only).")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) present.")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: use cuda, cuda:N or cpu.")
+    return device
+
+
+def model_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on GPUs (the released models' precision), float32 on the CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_renderer(
+    renderer_class: type[Renderer],
+    base: DiTConfig,
+    options: ModelOptions,
+    sampling: SamplingOptions,
+    *,
+    compile_models: bool,
+    clip_shape: Sequence[int] | None = None,
+) -> Renderer:
+    """The renderer of ``options`` on its device, every switch applied.
+
+    ``base``: the architecture ``config.json`` overrides (inverse or forward 7B). ``compile_models``: compile the DiT
+    blocks and the tokenizer. ``clip_shape`` (T, H, W): the frames a run will sample, checked against the
+    context-parallel group (if any) before anything is loaded.
+    """
+    options.check_files()
+    device = compute_device(options.device)
+    dtype = model_dtype(device)
+    network = build_network(
+        options.network_dir,
+        base,
+        device="cpu" if options.offload_network else device,
+        dtype=dtype,
+        allow_pickle=options.allow_unsafe_checkpoint,
+    )
+    tokenizer = load_tokenizer(
+        options.tokenizer_dir,
+        device="cpu" if options.offload_tokenizer else device,
+        dtype=dtype,
+        pixel_chunk_duration=TOKENIZER_CHUNK,
+    )
+    _install_context_parallel(network.config, network, tokenizer, clip_shape)
+    if options.fp8:
+        use_fp8(network)
+    renderer = renderer_class(
+        network,
+        tokenizer,
+        device=device,
+        options=sampling,
+        offload_network=options.offload_network,
+        offload_tokenizer=options.offload_tokenizer,
+    )
+    if compile_models:
+        compile_blocks(network)
+        tokenizer.compile()
+    return renderer
+
+
+def _install_context_parallel(
+    config: DiTConfig, network: torch.nn.Module, tokenizer: VideoTokenizer, clip_shape: Sequence[int] | None
+) -> None:
+    """Share each clip's tokens with this rank's context-parallel group (if any), after checking it can split them."""
+    group = distributed.context_parallel_group()
+    if group is None:
+        return
+    if clip_shape is not None:
+        frames, height, width = clip_shape
+        rows, cols = height // 8 // config.patch_spatial, width // 8 // config.patch_spatial
+        tokens = tokenizer.latent_frames(frames) // config.patch_temporal * rows * cols
+        problem = context_parallel.unsupported(config.num_heads, tokens, group.size())
+        if problem:
+            raise UserError(
+                f"--context_parallel_size {group.size()}: {problem} (images need (height/16)·(width/16) divisible "
+                "by it)."
+            )
+    context_parallel.install(network, group)

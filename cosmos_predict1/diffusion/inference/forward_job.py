@@ -1,0 +1,171 @@
+"""What the forward script does per clip (one ``<inverse clip>/<chunk>`` of G-buffers): read its passes, sample
+every requested lighting in batches from one encoding, write the relit video, frames and contact sheet; at the end,
+stitch the chunks of long clips into one video per lighting (``--stitch_chunks``).
+
+With ``--stitch_chunks`` an inverse clip of several chunks gets the stitched ``<clip>.relit_XXXX.mp4`` instead of
+per-chunk videos; a clip of one chunk keeps its ordinary video. The inverse script follows the same rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cosmos_predict1.diffusion import data, layout
+from cosmos_predict1.diffusion.assembly import compute_device
+from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.envmap import load_camera_rotations
+from cosmos_predict1.diffusion.frames import file_encoding, read_image
+from cosmos_predict1.diffusion.options import ForwardRunOptions, Lighting
+from cosmos_predict1.diffusion.pipelines import ForwardPipeline, PreparedClip, load_environments
+from cosmos_predict1.diffusion.run_loop import BatchRule, Job
+from cosmos_predict1.diffusion.stitch import write_stitched_video
+from cosmos_predict1.diffusion.writers import (
+    display_to_linear,
+    frames_to_uint8,
+    frames_to_unit,
+    write_clip,
+    write_exr,
+    write_image,
+)
+
+log = logging.getLogger("cosmos_predict1")
+
+
+class ForwardJob(Job[data.GBufferClip, Lighting]):
+    """Work items are G-buffer clips; their outputs are lightings."""
+
+    noun = "clip"
+
+    def __init__(self, options: ForwardRunOptions) -> None:
+        super().__init__(options.output, options.sampling.num_steps)
+        self.options = options
+        self.camera = load_camera_rotations(options.camera_poses, options.num_frames) if options.camera_poses else None
+        self.clips = data.gbuffer_clips(options.dataset, options.num_frames, extensions=options.extensions)
+        chunks = defaultdict(list)
+        for clip in self.clips:
+            parent, _, chunk = clip.clip_name.rpartition("/")
+            if parent and chunk.isdigit():
+                chunks[parent].append((int(chunk), clip))
+        self.stitched = {  # inverse clip → its (chunk index, forward clip) pairs in chunk order
+            parent: sorted(members, key=lambda member: member[0])
+            for parent, members in chunks.items()
+            if options.output.stitch_chunks and len(members) > 1
+        }
+        self.stitched_clips = {clip.clip_name for members in self.stitched.values() for _, clip in members}
+        self.pipeline: ForwardPipeline | None = None
+
+    # ------------------------------------------------------------------------------------------------ outputs
+
+    def work(self) -> list[tuple[data.GBufferClip, list[Lighting]]]:
+        return [(clip, list(self.options.lightings)) for clip in self.clips]
+
+    def frame_paths(self, clip_name: str, light: Lighting) -> list[Path]:
+        root = self.output.folder
+        return [layout.forward_frame_path(root, clip_name, light.index, f) for f in range(self.options.num_frames)]
+
+    def output_files(self, clip: data.GBufferClip, light: Lighting) -> list[Path]:
+        root, frames = self.output.folder, self.options.num_frames
+        paths = []
+        if clip.clip_name not in self.stitched_clips:
+            paths.append(layout.forward_video_path(root, clip.clip_name, light.index, frames))
+        if self.output.save_image:
+            paths += self.frame_paths(clip.clip_name, light)
+        if self.options.output_linear:
+            paths += [layout.forward_linear_frame_path(root, clip.clip_name, light.index, f) for f in range(frames)]
+        return paths
+
+    def item_files(self, clip: data.GBufferClip) -> list[Path]:
+        return [layout.contact_sheet_path(self.output.folder, clip.clip_name)] if self.output.contact_sheet else []
+
+    def item_name(self, clip: data.GBufferClip) -> str:
+        return clip.clip_name
+
+    # ------------------------------------------------------------------------------------------------ work
+
+    def load(self) -> BatchRule:
+        options = self.options
+        device = compute_device(options.model.device)
+        environments = load_environments(options.lightings, device)  # a bad HDRI is reported before the models load
+        compile_models = options.model.compile if options.model.compile is not None else device.type == "cuda"
+        shape = (options.num_frames, options.frames.height, options.frames.width)
+        self.pipeline = ForwardPipeline.from_options(
+            options.model, options.sampling, compile_models=compile_models, clip_shape=shape, environments=environments
+        )
+        return lambda clip, count: self.pipeline.batches(count, shape)
+
+    def read(self, clip: data.GBufferClip) -> PreparedClip:
+        if clip.missing_passes:
+            log.warning(
+                "%s: no %s frames (files named *.<pass>.<ext>); the model gets an empty condition for them",
+                clip.clip_name,
+                ", ".join(clip.missing_passes),
+            )
+        frames = {name: [read_image(path) for path in paths] for name, paths in clip.passes.items()}
+        encodings = {
+            name: [file_encoding(path, signed_exr=name == "normal") for path in paths]
+            for name, paths in clip.passes.items()
+        }
+        return self.pipeline.prepare(frames, self.options.frames, encodings, hold_frame=self.options.hold_frame)
+
+    def render(
+        self, clip: data.GBufferClip, lights: list[Lighting], prepared: PreparedClip, on_step: Callable
+    ) -> list[torch.Tensor]:
+        outputs = self.pipeline.render(
+            prepared,
+            lights,
+            name=clip.clip_name,
+            rotate_light=self.options.rotate_light,
+            camera_to_world=self.camera,
+            on_step=on_step,
+        )
+        return [video.cpu() for video in outputs]
+
+    def write(
+        self, clip: data.GBufferClip, lights: list[Lighting], prepared: PreparedClip, outputs: list[torch.Tensor]
+    ) -> int:
+        root, written = self.output.folder, 0
+        for light, decoded in zip(lights, outputs):
+            frames = frames_to_uint8(decoded)
+            if self.output.save_image:
+                for path, frame in zip(self.frame_paths(clip.clip_name, light), frames):
+                    write_image(path, frame)
+                    written += 1
+            if self.options.output_linear:
+                for index, frame in enumerate(display_to_linear(frames_to_unit(decoded))):
+                    write_exr(layout.forward_linear_frame_path(root, clip.clip_name, light.index, index), frame)
+                    written += 1
+            if clip.clip_name not in self.stitched_clips:
+                path = layout.forward_video_path(root, clip.clip_name, light.index, len(frames))
+                write_clip(path, frames, self.output.fps)
+                log.info("Saved video to %s", path)
+                written += 1
+        if self.item_files(clip):
+            tiles = [(name, frames_to_uint8(prepared.restore(video))[0]) for name, video in prepared.videos.items()]
+            tiles += [(light.title, frames_to_uint8(out)[0]) for light, out in zip(lights, outputs)]
+            write_contact_sheet(self.item_files(clip)[0], tiles)
+            written += 1
+        return written
+
+    def finish(self, processed: list[data.GBufferClip]) -> int:
+        """One continuous relit video per stitched inverse clip and lighting; redone for clips processed now or
+        missing a video."""
+        step = self.options.num_frames - self.output.overlap
+        processed_names = {clip.clip_name for clip in processed}
+        written = 0
+        for parent, members in self.stitched.items():
+            last_index, last = members[-1]
+            length = last_index * step + last.num_real_frames
+            redo = self.output.overwrite or any(clip.clip_name in processed_names for _, clip in members)
+            for light in self.options.lightings:
+                path = layout.forward_video_path(self.output.folder, parent, light.index, length)
+                if redo or not path.is_file():
+                    files = [self.frame_paths(clip.clip_name, light) for _, clip in members]
+                    write_stitched_video(path, files, step, length, self.output.fps)
+                    log.info("Saved stitched video to %s", path)
+                    written += 1
+        return written

@@ -1,0 +1,149 @@
+"""What the inverse script does per work item (one chunk of one clip): read its frames, sample its G-buffer passes
+in batches from one encoding, write the per-frame files, the clip video and the contact sheet; at the end, stitch
+the chunks of long clips into one video per pass (``--stitch_chunks``).
+
+With ``--stitch_chunks`` a clip of several chunks gets the stitched video instead of per-chunk videos (they would
+share its name); a clip of one chunk keeps its ordinary video. The forward script follows the same rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cosmos_predict1.diffusion import data, layout
+from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
+from cosmos_predict1.diffusion.frames import file_encoding, read_image
+from cosmos_predict1.diffusion.options import InverseRunOptions
+from cosmos_predict1.diffusion.pipelines import InversePipeline, PreparedClip
+from cosmos_predict1.diffusion.run_loop import BatchRule, Job
+from cosmos_predict1.diffusion.stitch import write_stitched_video
+from cosmos_predict1.diffusion.writers import frames_to_uint8, write_clip, write_gbuffer_frames
+
+log = logging.getLogger("cosmos_predict1")
+
+
+class InverseJob(Job[data.WorkItem, str]):
+    """Work items are chunks of clips; their outputs are G-buffer pass names."""
+
+    def __init__(self, options: InverseRunOptions) -> None:
+        super().__init__(options.output, options.sampling.num_steps)
+        self.options = options
+        self.items = data.inverse_work_items(
+            options.dataset,
+            options.num_frames,
+            overlap=options.output.overlap,
+            chunk_mode=options.chunk_mode,
+            group_mode=options.group_mode,
+            extensions=options.extensions,
+        )
+        chunks = defaultdict(list)
+        for item in self.items:
+            chunks[item.clip_name].append(item)
+        self.stitched = {clip: items for clip, items in chunks.items() if options.output.stitch_chunks and len(items) > 1}
+        self.pipeline: InversePipeline | None = None
+
+    # ------------------------------------------------------------------------------------------------ outputs
+
+    def work(self) -> list[tuple[data.WorkItem, list[str]]]:
+        return [(item, list(self.options.passes)) for item in self.items]
+
+    def frame_paths(self, item: data.WorkItem, pass_name: str) -> list[Path]:
+        root, output_format = self.output.folder, self.options.output_format
+        return [
+            layout.inverse_frame_path(root, item.clip_name, item.chunk_index, frame, pass_name, output_format)
+            for frame in range(len(item.paths))
+        ]
+
+    def video_path(self, clip_name: str, pass_name: str, num_frames: int) -> Path:
+        return layout.inverse_video_path(self.output.folder, clip_name, pass_name, num_frames)
+
+    def writes_clip_video(self, item: data.WorkItem) -> bool:
+        return self.options.save_video and item.clip_name not in self.stitched
+
+    def output_files(self, item: data.WorkItem, pass_name: str) -> list[Path]:
+        paths = self.frame_paths(item, pass_name) if self.output.save_image else []
+        if self.writes_clip_video(item):
+            paths.append(self.video_path(item.clip_name, pass_name, len(item.paths)))
+        return paths
+
+    def item_files(self, item: data.WorkItem) -> list[Path]:
+        if self.output.contact_sheet and item.chunk_index == 0:
+            return [layout.contact_sheet_path(self.output.folder, item.clip_name)]
+        return []
+
+    def item_name(self, item: data.WorkItem) -> str:
+        return f"{item.clip_name} chunk {item.chunk_index}"
+
+    # ------------------------------------------------------------------------------------------------ work
+
+    def load(self) -> BatchRule:
+        options = self.options
+        compile_models = options.model.compile if options.model.compile is not None else options.model.device != "cpu"
+        shape = (options.num_frames, options.frames.height, options.frames.width)
+        self.pipeline = InversePipeline.from_options(
+            options.model, options.sampling, compile_models=compile_models, clip_shape=shape
+        )
+        return lambda item, count: self.pipeline.batches(count, shape)
+
+    def read(self, item: data.WorkItem) -> PreparedClip:
+        frames = [read_image(path) for path in item.paths]
+        encodings = [file_encoding(path, linear_exr=True) for path in item.paths]
+        return self.pipeline.prepare(frames, self.options.frames, encodings)
+
+    def render(
+        self, item: data.WorkItem, passes: list[str], clip: PreparedClip, on_step: Callable
+    ) -> dict[str, torch.Tensor]:
+        outputs = self.pipeline.render(
+            clip,
+            passes,
+            seed=self.output.seed,
+            name=item.clip_name,
+            chunk=item.chunk_index,
+            normalize_normal=self.options.normalize_normal,
+            on_step=on_step,
+        )
+        return {name: video.cpu() for name, video in outputs.items()}
+
+    def write(
+        self, item: data.WorkItem, passes: list[str], clip: PreparedClip, outputs: dict[str, torch.Tensor]
+    ) -> int:
+        written = 0
+        for name in passes:
+            if self.output.save_image:
+                paths = self.frame_paths(item, name)
+                write_gbuffer_frames(paths, outputs[name], name, self.options.output_format)
+                written += len(paths)
+            if self.writes_clip_video(item):
+                path = self.video_path(item.clip_name, name, len(item.paths))
+                write_clip(path, frames_to_uint8(outputs[name]), self.output.fps)
+                log.info("Saved video to %s", path)
+                written += 1
+        if self.item_files(item):
+            tiles = [("input", frames_to_uint8(clip.restore(clip.videos["rgb"]))[0])]
+            tiles += [(name, frames_to_uint8(outputs[name])[0]) for name in passes]
+            write_contact_sheet(self.item_files(item)[0], tiles)
+            written += 1
+        return written
+
+    def finish(self, processed: list[data.WorkItem]) -> int:
+        """One continuous video per stitched clip and pass; redone for clips processed now or missing a video."""
+        step = self.options.num_frames - self.output.overlap
+        processed_clips = {item.clip_name for item in processed}
+        written = 0
+        for clip, chunks in self.stitched.items():
+            length = chunks[-1].chunk_index * step + chunks[-1].num_real_frames
+            for name in self.options.passes:
+                path = self.video_path(clip, name, length)
+                if clip in processed_clips or self.output.overwrite or not path.is_file():
+                    files = [self.frame_paths(chunk, name) for chunk in chunks]
+                    signed = name == "normal" and layout.gbuffer_frame_suffix(self.options.output_format, name) == ".exr"
+                    read = (lambda p: (read_image(p) + 1) / 2) if signed else read_image
+                    write_stitched_video(path, files, step, length, self.output.fps, read)
+                    log.info("Saved stitched video to %s", path)
+                    written += 1
+        return written

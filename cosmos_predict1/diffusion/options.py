@@ -1,0 +1,241 @@
+"""The options of a run as frozen values, and the names they choose from. Imports no torch: the command line reads
+this module to offer its choices, so ``--help`` and argument errors answer at once.
+
+- ``ModelOptions``: which weights, on which device, with which speed and memory switches;
+- ``SamplingOptions``: steps, guidance, batch size;
+- ``FrameOptions``: how input frames meet the model's H × W, and the size outputs come back at;
+- ``OutputOptions``, ``InverseRunOptions``, ``ForwardRunOptions``: what a script run does and writes;
+- ``Lighting``: one lighting of the forward renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import REQUIRED_FILES, TOKENIZER, missing_file
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Row of the inverse network's context embedding for each G-buffer.
+GBUFFER_INDEX = {
+    "basecolor": 0,
+    "metallic": 1,
+    "roughness": 2,
+    "normal": 3,
+    "depth": 4,
+    "diffuse_albedo": 5,
+    "specular_albedo": 6,
+}
+# The passes the inverse renderer writes by default, in this order; the forward renderer reads the same five.
+GBUFFER_PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
+FIT_MODES = ("stretch", "crop", "pad")
+OUTPUT_SIZES = ("model", "input")
+OUTPUT_FORMATS = ("jpg", "png16", "exr")
+TOKENIZER_CHUNK = 57  # pixel frames per tokenizer chunk: the released models take 1 or 57 frames
+MODEL_FPS = 24.0  # the frame rate the original's datasets give the model, whatever the output videos' fps
+MAX_SIDE = 1920  # the network's position tables cover 240 latent rows and columns
+DIFFUSERS_TOKENIZER_WEIGHTS = "diffusion_pytorch_model.safetensors"  # a tokenizer folder in diffusers' format
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """Where the weights are and how the models run.
+
+    ``network_folder`` is the DiT folder inside ``checkpoint_dir`` (or any path); ``compile`` None decides from the
+    planned work, True/False forces it; ``allow_unsafe_checkpoint`` permits full unpickling (trusted files only).
+    """
+
+    checkpoint_dir: Path = Path("checkpoints")
+    network_folder: str
+    tokenizer_folder: str = TOKENIZER
+    device: str = "cuda"
+    offload_network: bool = False
+    offload_tokenizer: bool = False
+    compile: bool | None = None
+    fp8: bool = False
+    allow_unsafe_checkpoint: bool = False
+
+    def check_files(self) -> None:
+        """A missing model folder or file is a one-line error with the download command, before anything loads.
+
+        The DiT folder needs ``model.pt``; the tokenizer folder the released files or a diffusers-format model.
+        """
+        required = [self.network_dir, self.network_dir / "model.pt", self.tokenizer_dir]
+        if not (self.tokenizer_dir / DIFFUSERS_TOKENIZER_WEIGHTS).is_file():
+            required += [self.tokenizer_dir / name for name in REQUIRED_FILES[TOKENIZER]]
+        for path in required:
+            if not path.exists():
+                raise missing_file(path, self.checkpoint_dir)
+
+    @property
+    def network_dir(self) -> Path:
+        return Path(self.checkpoint_dir) / self.network_folder
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return Path(self.checkpoint_dir) / self.tokenizer_folder
+
+    def __post_init__(self) -> None:
+        if self.fp8 and self.offload_network:
+            raise UserError("--fp8 and --offload_diffusion_transformer cannot be combined; choose one.")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How each output is sampled: Euler steps, guidance weight g (F_c + g·(F_c − F_u)), outputs per batch.
+
+    ``max_batch`` None sizes batches from the clip (about one 57-frame clip or nine images of DiT tokens per batch:
+    larger batches of long clips cost memory without running faster).
+    """
+
+    num_steps: int = 15
+    guidance: float = 0.0
+    max_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise UserError(f"--num_steps {self.num_steps}: must be at least 1.")
+        if not self.guidance >= 0:  # also refuses NaN
+            raise UserError(f"--guidance {self.guidance}: must be ≥ 0.")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise UserError(f"--max_batch {self.max_batch}: must be at least 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameOptions:
+    """How input frames become the model's ``height × width`` frames, and the size outputs come back at.
+
+    ``resize_resolution``: None resizes to exactly (height, width) (aspect ratio lost, the original's default); one
+    value resizes the shorter side to it; two values are (h, w); the result is then centre-cropped. ``fit``:
+    "stretch" (that resize + crop) or the aspect-keeping "crop" or "pad" (see ``fit.py``). ``output_size``: "model"
+    (the model frame, cut to the content with ``pad``) or "input" (resized back to the input's resolution).
+    """
+
+    height: int = 704
+    width: int = 1280
+    resize_resolution: tuple[int, ...] | None = None
+    fit: str = "stretch"
+    output_size: str = "model"
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value <= 0 or value % 16:
+                raise UserError(f"--{name} {value}: must be a positive multiple of 16 (e.g. 704 × 1280).")
+        if max(self.height, self.width) > MAX_SIDE:
+            raise UserError(f"--height/--width: at most {MAX_SIDE} (the network's position tables cover 240 rows).")
+        if self.fit not in FIT_MODES:
+            raise UserError(f"--fit {self.fit}: choose one of {', '.join(FIT_MODES)}.")
+        if self.output_size not in OUTPUT_SIZES:
+            raise UserError(f"--output_size {self.output_size}: choose one of {', '.join(OUTPUT_SIZES)}.")
+        if self.fit != "stretch" and self.resize_resolution is not None:
+            raise UserError(f"--fit {self.fit} sizes frames itself: leave out --resize_resolution.")
+        size = self.resize_resolution
+        if size is not None and (len(size) not in (1, 2) or min(size) < 1):
+            raise UserError(f"--resize_resolution takes one or two positive values (H W), got {list(size)}.")
+
+    @property
+    def keeps_model_frame(self) -> bool:
+        """Outputs are exactly the model frame (the original's behaviour): no placement to undo."""
+        return self.fit == "stretch" and self.output_size == "model"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    """Where and how a script writes: the folder, the videos' frame rate, the seed of every work item's noise, and
+    the switches that every script has."""
+
+    folder: Path
+    fps: int = 24
+    seed: int = 1000
+    save_image: bool = True
+    overwrite: bool = False
+    contact_sheet: bool = False
+    stitch_chunks: bool = False
+    overlap: int = 0
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """One lighting of the forward renderer: an HDR environment map, or random lighting (``hdri`` None).
+
+    ``hdri``: an equirectangular ``.hdr``/``.exr`` file or a linear float array ``[h, w, 3]``; ``strength``
+    multiplies its radiance; ``rotation`` turns it (degrees, the original's 180 by default) and ``flip`` mirrors it
+    (the original does). ``seed`` and ``index`` pick the noise (the forward script's ``--seed`` and
+    ``--envlight_ind``; random lighting there uses seed + 1000·index); ``name`` labels an array HDRI in the noise
+    (files: their file name).
+    """
+
+    hdri: str | Path | np.ndarray | None = None
+    strength: float = 1.0
+    rotation: float = 180.0
+    flip: bool = True
+    seed: int = 1000
+    index: int = 0
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The lighting's part of the noise identity: "random", or "envlight:<name>"."""
+        if self.hdri is None:
+            return "random"
+        if self.name is not None:
+            return f"envlight:{self.name}"
+        return f"envlight:{Path(self.hdri).name}" if isinstance(self.hdri, (str, Path)) else "envlight:array"
+
+    @property
+    def title(self) -> str:
+        """A short human label (contact sheets): the HDRI's stem, or "random k"."""
+        if self.hdri is None:
+            return f"random {self.index}"
+        return self.name or (Path(self.hdri).stem if isinstance(self.hdri, (str, Path)) else "array")
+
+    def environment_key(self) -> tuple | None:
+        """What identifies the prepared environment map of a file HDRI (None: arrays and random lighting)."""
+        if not isinstance(self.hdri, (str, Path)):
+            return None
+        return (str(self.hdri), self.strength, self.rotation, self.flip)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InverseRunOptions:
+    """Everything the inverse script does, as values (built once from its command line)."""
+
+    model: ModelOptions
+    sampling: SamplingOptions
+    frames: FrameOptions
+    output: OutputOptions
+    dataset: Path
+    num_frames: int
+    passes: tuple[str, ...]
+    normalize_normal: bool = False
+    save_video: bool = True
+    output_format: str = "jpg"
+    chunk_mode: str = "first"
+    group_mode: str = "folder"
+    extensions: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForwardRunOptions:
+    """Everything the forward script does, as values (built once from its command line).
+
+    ``lightings``: the requested lightings in output order; ``hold_frame``: one G-buffer frame for every frame.
+    """
+
+    model: ModelOptions
+    sampling: SamplingOptions
+    frames: FrameOptions
+    output: OutputOptions
+    dataset: Path
+    num_frames: int
+    lightings: tuple[Lighting, ...]
+    rotate_light: bool = False
+    hold_frame: int | None = None
+    camera_poses: Path | None = None
+    output_linear: bool = False
+    extensions: tuple[str, ...]

@@ -1,0 +1,173 @@
+"""The one run loop of both scripts: pending work → this rank's share → read, render, write → finish.
+
+A script describes its run as a ``Job``: its work items and their outputs, the files each output writes, how an
+item's inputs are read, rendered and written, and what is built from several items at the end (stitched videos).
+``run`` does the rest, the same way for both:
+
+- **Resume.** An item whose files all exist is skipped (``overwrite`` redoes it). An unfinished item is redone
+  whole: outputs are sampled in batches, and which outputs share a batch can change the floating-point result, so
+  only the same batches make a resumed run's files byte-identical to an uninterrupted run's.
+- **Sharing** under torchrun: the pending outputs are cut where the renderer's batches end and split into one
+  contiguous run per rank (``distributed.shard``); ``keep_items_whole`` keeps each item on one rank.
+- **Overlap.** While the GPU samples item i, a reader thread loads item i + 1's frames and a writer thread encodes
+  and writes item i − 1's files (in order, each file atomically). The files are the same as a sequential run's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from . import distributed
+from .options import OutputOptions
+from .progress import Progress
+
+Item = TypeVar("Item")
+Output = TypeVar("Output")
+BatchRule = Callable[[Any, int], list[range]]  # (item, number of outputs) → index ranges sampled together
+BACKGROUND_IO = True  # read ahead and write behind in threads (False: one step after the other)
+
+
+class Job(ABC, Generic[Item, Output]):
+    """What a script supplies to ``run``: ``output`` (where and how it writes) and ``num_steps`` (for progress)."""
+
+    noun = "work item"  # how the summary counts items
+
+    def __init__(self, output: OutputOptions, num_steps: int) -> None:
+        self.output, self.num_steps = output, num_steps
+
+    @abstractmethod
+    def work(self) -> list[tuple[Item, list[Output]]]:
+        """Every work item with all its outputs, in processing order."""
+
+    @abstractmethod
+    def output_files(self, item: Item, output: Output) -> list[Path]:
+        """The files one output of an item writes (all must exist for it to count as done)."""
+
+    def item_files(self, item: Item) -> list[Path]:
+        """Files an item writes once for all its outputs (e.g. its contact sheet)."""
+        return []
+
+    @abstractmethod
+    def item_name(self, item: Item) -> str:
+        """The item's name in progress lines."""
+
+    @abstractmethod
+    def load(self) -> BatchRule:
+        """Load the models; return how an item's outputs are batched."""
+
+    @abstractmethod
+    def read(self, item: Item) -> Any:
+        """The item's inputs, ready for ``render`` (CPU work: runs ahead in a thread)."""
+
+    @abstractmethod
+    def render(self, item: Item, outputs: list[Output], inputs: Any, on_step: Callable) -> Any:
+        """Sample the item's ``outputs``; return what ``write`` needs, on the CPU."""
+
+    @abstractmethod
+    def write(self, item: Item, outputs: list[Output], inputs: Any, result: Any) -> int:
+        """Write the item's files (runs behind in a thread, in order); return how many were written."""
+
+    def finish(self, processed: list[Item]) -> int:
+        """Files built from several items (after all ranks are done, on rank 0); ``processed``: the items of this
+        run. Returns how many were written."""
+        return 0
+
+
+def pending_work(job: Job, overwrite: bool) -> tuple[list, list]:
+    """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs)."""
+    work = job.work()
+
+    def done(item: Any, outputs: Sequence) -> bool:
+        files = [path for output in outputs for path in job.output_files(item, output)] + job.item_files(item)
+        return all(path.is_file() for path in files)
+
+    return work, [(item, list(outputs)) for item, outputs in work if overwrite or not done(item, outputs)]
+
+
+def my_share(todo: list, batches: BatchRule, keep_items_whole: bool) -> list:
+    """This process's part of ``todo`` (all of it in a single process), cut only between batches."""
+    units = [
+        (item, [outputs[i] for i in batch])
+        for item, outputs in todo
+        for batch in ([range(len(outputs))] if keep_items_whole else batches(item, len(outputs)))
+    ]
+    return distributed.shard(units)
+
+
+class _Background:
+    """A reader and a writer thread; writes run in submission order and their failures surface in the caller."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.reader = ThreadPoolExecutor(1, "cosmos-read") if enabled else None
+        self.writer = ThreadPoolExecutor(1, "cosmos-write") if enabled else None
+        self.writes: list[Future] = []
+
+    def read(self, function: Callable, *args: Any) -> Future:
+        if self.reader is not None:
+            return self.reader.submit(function, *args)
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
+
+    def write(self, function: Callable, *args: Any) -> None:
+        self.raise_failures()
+        if self.writer is not None:
+            self.writes.append(self.writer.submit(function, *args))
+        else:
+            future: Future = Future()
+            future.set_result(function(*args))
+            self.writes.append(future)
+
+    def raise_failures(self) -> None:
+        for future in self.writes:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def written(self) -> int:
+        """Wait for every write; the number of files written."""
+        return sum(future.result() for future in self.writes)
+
+    def close(self) -> None:
+        for pool in (self.reader, self.writer):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run(job: Job) -> str:
+    """Do the job's pending work (this rank's share of it); returns the one-line summary of this rank.
+
+    ``--contact_sheet`` keeps each item on one rank (its sheet shows all of the item's outputs).
+    """
+    place, folder = distributed.layout(), job.output.folder
+    work, todo = pending_work(job, job.output.overwrite)
+    if not todo:
+        if place.is_main:
+            job.finish([])
+        return f"Nothing to do: all outputs of {len(work)} {job.noun}(s) exist in {folder} (--overwrite redoes them)"
+    share = my_share(todo, job.load(), keep_items_whole=job.output.contact_sheet)
+    background = _Background(BACKGROUND_IO)
+    outputs_count = sum(len(outputs) for _, outputs in share)
+    progress = Progress(len(share), outputs_count, job.num_steps, enabled=place.is_main)
+    try:
+        with progress:
+            upcoming = background.read(job.read, share[0][0]) if share else None
+            for position, (item, outputs) in enumerate(share):
+                inputs = upcoming.result()
+                if position + 1 < len(share):
+                    upcoming = background.read(job.read, share[position + 1][0])
+                result = job.render(item, outputs, inputs, progress.step)
+                if place.writes_outputs:  # context parallel: the group's first rank writes
+                    background.write(job.write, item, outputs, inputs, result)
+                progress.item_done(job.item_name(item))
+            written = background.written()
+    finally:
+        background.close()
+    distributed.barrier()  # outputs built from several items may come from several ranks
+    if place.is_main:
+        written += job.finish([item for item, _ in todo])
+    return f"Done: {len(share)} {job.noun}(s), {written} file(s) written to {folder}"
