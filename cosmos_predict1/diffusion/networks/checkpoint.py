@@ -7,15 +7,15 @@ shape, and loads them straight into the target dtype and device, one tensor at a
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.safe_load import UNSAFE_OPTION, load_torch_file
 
 from .config import DiTConfig, load_config
 from .dit import DiffusionRendererDiT
@@ -73,37 +73,29 @@ def to_released_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def _read_checkpoint(path: Path, allow_pickle: bool) -> Any:
-    """``torch.load`` memory-mapped where possible; full unpickling only with ``allow_pickle``."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" in str(err):  # legacy (non-zip) serialisation cannot be memory-mapped
-            return _read_checkpoint_without_mmap(path, allow_pickle)
-        raise _corrupt(path, err) from err
-    except pickle.UnpicklingError as err:
-        if not allow_pickle:
-            raise UserError(
-                f"{path}: holds Python objects beyond tensors, so loading it safely (weights_only) failed; "
-                "if you trust the file, rerun with --allow_unsafe_checkpoint (unpickling can run arbitrary code)."
-            ) from err
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise _corrupt(path, err) from err
+    """The content of ``model.pt``, memory-mapped where possible, built from tensors and plain data only.
 
-
-def _read_checkpoint_without_mmap(path: Path, allow_pickle: bool) -> Any:
+    What that allows (transformer-engine ``_extra_state`` blobs included) is stated in ``cosmos_predict1.safe_load``;
+    a file that would call anything else is refused in one line, and only ``allow_pickle`` unpickles it fully.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except Exception as err:  # any failure here means an unreadable file
+        return load_torch_file(path, allow_unsafe=allow_pickle, mmap=True)
+    except UserError:
+        raise
+    except Exception as err:  # a damaged file fails in many ways (zip, pickle, records); all mean unreadable
         raise _corrupt(path, err) from err
 
 
 def _corrupt(path: Path, err: BaseException) -> UserError:
+    """The one-line error for an unreadable ``model.pt``; a pickle the safe loader cannot follow (``pickle``
+    protocol 4+, say) may also be a custom file, which only ``--allow_unsafe_checkpoint`` reads."""
     from cosmos_predict1.checkpoints import download_command
 
+    trusted = f", or, only if you trust it as it is, rerun with {UNSAFE_OPTION}"
+    custom = trusted if isinstance(err, UnpicklingError) else ""
     return UserError(
         f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}); the file is corrupt or "
-        f"incomplete: download it again ({download_command(str(path.parent.parent))})."
+        f"incomplete: download it again ({download_command(str(path.parent.parent))}){custom}."
     )
 
 
