@@ -148,7 +148,7 @@ def test_second_load_uses_the_conversion_cache(
 ) -> None:
     reads: list[str] = []
     read = convert.read_jit_state_dict
-    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path: reads.append(path.name) or read(path))
+    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *a: reads.append(path.name) or read(path, *a))
     before = _snapshot(released_folder)
     case = FAMILY / "case_video"
     first = load_tokenizer(released_folder, pixel_chunk_duration=_chunk_duration(case))
@@ -228,7 +228,7 @@ def _released_folder_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chang
         file: {k: t for k, t in tensors.items() if released_file(k) == file}
         for file in (ENCODER_FILE, DECODER_FILE)
     }
-    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path: files[path.name])
+    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *args: files[path.name])
     return folder
 
 
