@@ -2,7 +2,8 @@
 
 The released files name the network's weights ``net.<original name>`` (q, k and v as separate matrices). This
 module maps them to this implementation's names (q, k, v fused), checks that every weight is there with the right
-shape, and loads them straight into the target dtype and device, one tensor at a time.
+shape, and loads them straight into the target dtype and device, one tensor at a time. The file is read as tensors
+and plain data only (``cosmos_predict1.safe_load``), so a crafted ``model.pt`` cannot run code while it loads.
 """
 
 from __future__ import annotations
