@@ -353,3 +353,17 @@ def test_tensor_records_must_lie_inside_their_storage() -> None:
             _rebuild_tensor(storage, offset, size, stride, False, OrderedDict())
     with pytest.raises(ValueError, match="malformed"):
         _rebuild_tensor(storage, 0, (1,), (1,), False, OrderedDict(hook=print))
+
+
+def test_torch_jit_load_only_with_allow_unsafe(
+    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSMOS_CACHE_DIR", str(tmp_path / "cache"))
+    original, loads = torch.jit.load, []
+    monkeypatch.setattr(torch.jit, "load", lambda path, **k: loads.append(Path(path).name) or original(path, **k))
+    safe = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=9)
+    assert loads == []
+    trusted = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=9, allow_unsafe=True)
+    assert sorted(loads) == ["decoder.jit", "encoder.jit"], "allow_unsafe used the data-only cache entry"
+    expected = safe.vae.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in trusted.vae.state_dict().items())
