@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hf_org",
         default=None,
-        help="Hugging Face organisation of the two renderer models (default: the one in cosmos_predict1/checkpoints.py"
+        help="Hugging Face organisation of the two renderer models (default: the one in cosmos_predict1/release.py"
         "; 'nvidia' is the other known host). The tokenizer always comes from nvidia.",
     )
     parser.add_argument("--force", action="store_true", help="Download every file again, even when it verifies.")

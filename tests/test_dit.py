@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -165,23 +166,41 @@ def _write_checkpoint(tmp_path: Path, payload, config_net: dict) -> Path:
 TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
 
 
-@pytest.mark.parametrize("layout", ["flat", "model", "ema", "no_prefix", "extra_state"])
+def _te_extra_state() -> io.BytesIO:
+    """transformer-engine 1.12's ``get_extra_state()``: ``io.BytesIO`` of ``torch.save`` of the FP8 metadata."""
+    blob = io.BytesIO()
+    metadata = {"scale_fwd": torch.ones(3), "amax_history_fwd": torch.zeros(4, 3), "extra_fp8_variables": {"n": 1}}
+    torch.save(metadata, blob)
+    return blob
+
+
+@pytest.mark.parametrize("layout", ["flat", "model", "ema", "no_prefix", "extra_state", "te_model", "te_ema"])
 def test_loader_accepts_original_layouts(tmp_path: Path, layout: str) -> None:
     net = _tiny(INVERSE_7B)
     released = to_released_state_dict(net.state_dict())
     released["net.pos_embedder.seq"] = torch.arange(128.0)
     released["logvar.1.weight"] = torch.zeros(1, 128)
+    attention = "net.blocks.block0.blocks.0.block.attn"
+    te = {
+        **released,
+        f"{attention}.attn_op._extra_state": _te_extra_state(),
+        "net.blocks.block1.blocks.1.block.attn.attn_op._extra_state": None,
+        f"{attention}.to_q.1._extra_state": torch.empty(0),
+    }
     payload = {
         "flat": released,
         "model": {"model": released, "optimizer": {}},
         "ema": {"ema": {k.replace(".", "-"): v for k, v in released.items()}},
         "no_prefix": {k.removeprefix("net."): v for k, v in released.items() if k.startswith("net.")},
-        "extra_state": {**released, "net.blocks.block0.blocks.0.block.attn.attn_op._extra_state": None},
+        "extra_state": {**released, f"{attention}.attn_op._extra_state": None},
+        "te_model": {"model": te, "optimizer": {"param_groups": [{"lr": 1e-4}]}, "iteration": 3},
+        "te_ema": {"ema": {k.replace(".", "-"): v for k, v in te.items()}},
     }[layout]
     loaded = build_network(_write_checkpoint(tmp_path, payload, TINY_NET), INVERSE_7B, dtype=torch.float32)
     x, c = torch.randn(1, 16, 1, 4, 4), torch.randn(1, 16, 1, 4, 4)
+    index = torch.tensor([1])
     with torch.no_grad():
-        assert torch.equal(loaded(x, 0.2, c, context_index=torch.tensor([1])), net(x, 0.2, c, context_index=torch.tensor([1])))
+        assert torch.equal(loaded(x, 0.2, c, context_index=index), net(x, 0.2, c, context_index=index))
 
 
 def test_loader_casts_to_requested_dtype(tmp_path: Path) -> None:
@@ -223,8 +242,11 @@ class _Opaque:
 def test_loader_refuses_pickled_objects_without_opt_in(tmp_path: Path) -> None:
     released = to_released_state_dict(_tiny(INVERSE_7B).state_dict())
     folder = _write_checkpoint(tmp_path, {"model": released, "trainer": _Opaque()}, TINY_NET)
-    with pytest.raises(UserError, match="allow_unsafe_checkpoint"):
+    with pytest.raises(UserError) as caught:
         build_network(folder, INVERSE_7B, dtype=torch.float32)
+    message = str(caught.value)
+    assert f"would call {_Opaque.__module__}._Opaque," in message and "--allow_unsafe_checkpoint" in message
+    assert "\n" not in message
     assert build_network(folder, INVERSE_7B, dtype=torch.float32, allow_pickle=True) is not None
 
 

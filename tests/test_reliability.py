@@ -164,7 +164,7 @@ def gbuffers(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (TOKENIZER, "folder", f"{TOKENIZER}: missing; download the weights with"),
         (f"{INVERSE_MODEL}/model.pt", "missing", "model.pt: missing; download the weights with"),
         (f"{INVERSE_MODEL}/model.pt", "truncated", "model.pt: cannot be read as a PyTorch checkpoint"),
-        (f"{INVERSE_MODEL}/model.pt", "garbage", "the file is corrupt or incomplete: download it again"),
+        (f"{INVERSE_MODEL}/model.pt", "garbage", "the file is corrupt or incomplete: download the weights with"),
         (f"{TOKENIZER}/encoder.jit", "missing", "encoder.jit: missing; download the weights with"),
         (f"{TOKENIZER}/encoder.jit", "truncated", "encoder.jit: cannot be read as a TorchScript file"),
         (f"{TOKENIZER}/decoder.jit", "garbage", "decoder.jit: cannot be read as a TorchScript file"),

@@ -4,7 +4,11 @@ conversion cache, strict loading, chunking, shape checks and the frame-wise atte
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import struct
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +16,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKLCosmos
 from diffusers.models.autoencoders.autoencoder_kl_cosmos import CosmosSpatialAttentionProcessor2_0
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from cosmos_predict1.release import TOKENIZER
 
 from cosmos_predict1.diffusion.tokenizer import (
     FramewiseSpatialAttention,
@@ -26,6 +34,7 @@ from cosmos_predict1.diffusion.tokenizer.attention import stock_spatial_attentio
 from cosmos_predict1.diffusion.tokenizer.names import DECODER_FILE, ENCODER_FILE, released_file, released_tensors
 from cosmos_predict1.diffusion.tokenizer.video_tokenizer import IMAGE_STATISTICS, VIDEO_STATISTICS
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.tiny_checkpoints import write_tokenizer
 
 from conftest import FIXTURES, first_case, fixture_cases, fixture_family, load_pt, max_relative_error
 
@@ -157,7 +166,7 @@ def test_second_load_uses_the_conversion_cache(
 ) -> None:
     reads: list[str] = []
     read = convert.read_jit_state_dict
-    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path: reads.append(path.name) or read(path))
+    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *a: reads.append(path.name) or read(path, *a))
     before = _snapshot(released_folder)
     case = _video_case()
     first = load_tokenizer(released_folder, pixel_chunk_duration=_chunk_duration(case))
@@ -237,7 +246,7 @@ def _released_folder_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chang
         file: {k: t for k, t in tensors.items() if released_file(k) == file}
         for file in (ENCODER_FILE, DECODER_FILE)
     }
-    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path: files[path.name])
+    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *args: files[path.name])
     return folder
 
 
@@ -279,6 +288,108 @@ def test_unwritable_cache_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for _ in range(2):
         load_tokenizer(folder, pixel_chunk_duration=9)
     assert blocker.is_file()
+
+
+def _counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the TorchScript files read from now on (a cache hit reads none)."""
+    reads: list[str] = []
+    read = convert.read_jit_state_dict
+    monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *a: reads.append(path.name) or read(path, *a))
+    return reads
+
+
+def _flip_a_tensor_byte(entry: Path) -> None:
+    data = bytearray(entry.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # safetensors: u64 header length, header, tensor bytes
+    data[(start + len(data)) // 2] ^= 0x01
+    entry.write_bytes(bytes(data))
+
+
+def _alter_keeping_metadata(entry: Path) -> None:
+    with safe_open(entry, framework="pt") as cached:
+        metadata, tensors = cached.metadata(), {name: cached.get_tensor(name) for name in cached.keys()}
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, entry, metadata=metadata)
+
+
+def _swap_for_foreign_file(entry: Path) -> None:
+    save_file({name: torch.zeros_like(t) for name, t in load_file(entry).items()}, entry)
+
+
+def _truncate(entry: Path) -> None:
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+
+
+DAMAGES = {
+    "flipped": _flip_a_tensor_byte,
+    "truncated": _truncate,
+    "altered": _alter_keeping_metadata,
+    "foreign": _swap_for_foreign_file,
+}
+
+
+@pytest.mark.parametrize("damage", [*DAMAGES, "other_entry"])
+def test_damaged_cache_entry_is_rebuilt(
+    tiny_checkpoints: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    folder = Path(shutil.copytree(tiny_checkpoints / TOKENIZER, tmp_path / "tokenizer"))
+    reads = _counted_reads(monkeypatch)
+    reference = load_tokenizer(folder, pixel_chunk_duration=9)
+    [entry] = cache.rglob("*.safetensors")
+    if damage == "other_entry":  # the valid entry of another tokenizer, renamed over this one
+        write_tokenizer(tmp_path / "other", torch.Generator().manual_seed(1))
+        load_tokenizer(tmp_path / "other", pixel_chunk_duration=9)
+        [other] = set(cache.rglob("*.safetensors")) - {entry}
+        os.replace(other, entry)
+    else:
+        DAMAGES[damage](entry)
+    reads.clear()
+    rebuilt = load_tokenizer(folder, pixel_chunk_duration=9)
+    assert sorted(reads) == [DECODER_FILE, ENCODER_FILE], "the damaged entry was trusted"
+    expected = reference.vae.state_dict()
+    assert all(torch.equal(t, expected[name]) for name, t in rebuilt.vae.state_dict().items())
+    video = _video(1, 3, 9, 16, 16)
+    assert torch.equal(rebuilt.encode(video), reference.encode(video))
+    load_tokenizer(folder, pixel_chunk_duration=9)
+    assert len(reads) == 2, "the rebuilt entry was not used"
+
+
+def _double_largest_record(archive_path: Path) -> None:
+    """Double the values of a float32 TorchScript archive's largest tensor record in place (CRCs updated)."""
+    data = bytearray(archive_path.read_bytes())
+    with zipfile.ZipFile(archive_path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_length + extra_length
+    doubled = (torch.frombuffer(data[start : start + info.file_size], dtype=torch.float32) * 2).numpy().tobytes()
+    data[start : start + info.file_size] = doubled
+    central = data.rindex(info.filename.encode()) - 46  # central directory entry: 46 bytes, then the name
+    struct.pack_into("<I", data, info.header_offset + 14, zlib.crc32(doubled))
+    struct.pack_into("<I", data, central + 16, zlib.crc32(doubled))
+    archive_path.write_bytes(bytes(data))
+
+
+def test_cache_follows_file_content_not_path_or_time(
+    tiny_checkpoints: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = Path(shutil.copytree(tiny_checkpoints / TOKENIZER, tmp_path / "tokenizer"))
+    reads = _counted_reads(monkeypatch)
+    first = load_tokenizer(folder, pixel_chunk_duration=9)
+    load_tokenizer(shutil.copytree(folder, tmp_path / "moved"), pixel_chunk_duration=9)
+    assert len(reads) == 2, "the same files elsewhere were read again"
+
+    # Other weights in an encoder.jit of the same size and modification time at the same path.
+    encoder = folder / ENCODER_FILE
+    before = encoder.stat()
+    _double_largest_record(encoder)
+    os.utime(encoder, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert encoder.stat().st_size == before.st_size
+    second = load_tokenizer(folder, pixel_chunk_duration=9)
+    assert len(reads) == 4 and len(list(cache.rglob("*.safetensors"))) == 2
+    changed = [name for name, t in second.vae.encoder.state_dict().items()
+               if not torch.equal(t, first.vae.encoder.state_dict()[name])]
+    assert changed
 
 
 def test_diffusers_folder_strict(tmp_path: Path) -> None:

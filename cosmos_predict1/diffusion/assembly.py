@@ -80,6 +80,7 @@ def load_renderer(
         device="cpu" if options.offload_tokenizer else device,
         dtype=dtype,
         pixel_chunk_duration=TOKENIZER_CHUNK,
+        allow_unsafe=options.allow_unsafe_checkpoint,
     )
     _install_context_parallel(network.config, network, tokenizer, clip_shape)
     if options.fp8:

@@ -2,20 +2,22 @@
 
 The released files name the network's weights ``net.<original name>`` (q, k and v as separate matrices). This
 module maps them to this implementation's names (q, k, v fused), checks that every weight is there with the right
-shape, and loads them straight into the target dtype and device, one tensor at a time.
+shape, and loads them straight into the target dtype and device, one tensor at a time. The file is read as tensors
+and plain data only (``cosmos_predict1.safe_load``), so a crafted ``model.pt`` cannot run code while it loads.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import missing_file, redownload_hint
+from cosmos_predict1.safe_load import UNSAFE_OPTION, load_torch_file
 
 from .config import DiTConfig, load_config
 from .dit import DiffusionRendererDiT
@@ -73,37 +75,27 @@ def to_released_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def _read_checkpoint(path: Path, allow_pickle: bool) -> Any:
-    """``torch.load`` memory-mapped where possible; full unpickling only with ``allow_pickle``."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" in str(err):  # legacy (non-zip) serialisation cannot be memory-mapped
-            return _read_checkpoint_without_mmap(path, allow_pickle)
-        raise _corrupt(path, err) from err
-    except pickle.UnpicklingError as err:
-        if not allow_pickle:
-            raise UserError(
-                f"{path}: holds Python objects beyond tensors, so loading it safely (weights_only) failed; "
-                "if you trust the file, rerun with --allow_unsafe_checkpoint (unpickling can run arbitrary code)."
-            ) from err
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise _corrupt(path, err) from err
+    """The content of ``model.pt``, memory-mapped where possible, built from tensors and plain data only.
 
-
-def _read_checkpoint_without_mmap(path: Path, allow_pickle: bool) -> Any:
+    What that allows (transformer-engine ``_extra_state`` blobs included) is stated in ``cosmos_predict1.safe_load``;
+    a file that would call anything else is refused in one line, and only ``allow_pickle`` unpickles it fully.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except Exception as err:  # any failure here means an unreadable file
+        return load_torch_file(path, allow_unsafe=allow_pickle, mmap=True)
+    except UserError:
+        raise
+    except Exception as err:  # a damaged file fails in many ways (zip, pickle, records); all mean unreadable
         raise _corrupt(path, err) from err
 
 
 def _corrupt(path: Path, err: BaseException) -> UserError:
-    from cosmos_predict1.release import download_command
-
+    """The one-line error for an unreadable ``model.pt``; a pickle the safe loader cannot follow (``pickle``
+    protocol 4+, say) may also be a custom file, which only ``--allow_unsafe_checkpoint`` reads."""
+    trusted = f", or, only if you trust it as it is, rerun with {UNSAFE_OPTION}"
+    custom = trusted if isinstance(err, UnpicklingError) else ""
     return UserError(
         f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}); the file is corrupt or "
-        f"incomplete: download it again ({download_command(str(path.parent.parent))})."
+        f"incomplete: {redownload_hint(path.parent.parent)}{custom}."
     )
 
 
@@ -164,12 +156,10 @@ def load_network_weights(
         for label, items in (("missing", missing), ("wrong shape", mismatched), ("unexpected", unexpected)):
             if items:
                 problems.append(f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}")
-        from cosmos_predict1.release import download_command
-
         raise UserError(
             f"{source}: does not match the network configuration ({'; '.join(problems)}). Is it the right "
             "model (inverse vs forward), and does config.json describe it? If so, the file is damaged: "
-            f"download it again ({download_command(str(Path(source).parent.parent))})."
+            f"{redownload_hint(Path(source).parent.parent)}."
         )
     model.load_state_dict(weights, assign=True)
 
@@ -191,9 +181,7 @@ def build_network(
     config = load_config(model_dir, base)
     path = model_dir / "model.pt"
     if not path.is_file():
-        from cosmos_predict1.release import download_command
-
-        raise UserError(f"{path}: missing; download the weights with: {download_command(str(model_dir.parent))}")
+        raise missing_file(path, model_dir.parent)
     released = network_state_dict(_read_checkpoint(path, allow_pickle), str(path))
     with torch.device("meta"):
         model = DiffusionRendererDiT(config)

@@ -17,6 +17,8 @@ from diffusers import AutoencoderKLCosmos
 from torch import nn
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import missing_file, redownload_hint
+from cosmos_predict1.safe_load import load_torch_file
 
 from .attention import use_framewise_attention
 from .convert import (
@@ -24,7 +26,6 @@ from .convert import (
     build_vae,
     load_diffusers_weights,
     load_released_weights,
-    redownload_hint,
 )
 from .names import infer_config
 
@@ -160,53 +161,60 @@ def load_tokenizer(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     pixel_chunk_duration: int = 57,
+    allow_unsafe: bool = False,
 ) -> VideoTokenizer:
     """The tokenizer of a checkpoint folder, in ``dtype`` on ``device``.
 
     Released layout: ``encoder.jit``, ``decoder.jit``, ``mean_std.pt``, ``image_mean_std.pt``. Diffusers layout:
     ``config.json`` + ``diffusion_pytorch_model.safetensors``, with statistics from the two ``.pt`` files where
     present, else from the config's ``latents_mean``/``latents_std`` (their first latent frame for images).
+    Every file is read as tensors and plain data (``cosmos_predict1.safe_load``); a file that would run code is
+    refused in one line. ``allow_unsafe`` (``--allow_unsafe_checkpoint``) unpickles the ``.pt`` files fully and
+    loads the ``.jit`` files with ``torch.jit.load``, which runs their code: only for files the user trusts.
     """
     folder = Path(folder)
     if (folder / DIFFUSERS_WEIGHTS).is_file():
         config, state = load_diffusers_weights(folder)
-        video, image = _diffusers_statistics(folder, config)
+        video, image = _diffusers_statistics(folder, config, allow_unsafe)
     else:
-        video, image = _read_statistics(folder / VIDEO_STATISTICS), _read_statistics(folder / IMAGE_STATISTICS)
-        state = load_released_weights(folder)
+        video = _read_statistics(folder / VIDEO_STATISTICS, allow_unsafe)
+        image = _read_statistics(folder / IMAGE_STATISTICS, allow_unsafe)
+        state = load_released_weights(folder, allow_unsafe)
         config = infer_config(state)
     vae = build_vae(config, state, device=device, dtype=dtype)
     return VideoTokenizer(vae, video, image, pixel_chunk_duration)
 
 
-def _read_statistics(path: Path) -> Statistics:
-    """(mean, std) of a statistics file as float32 vectors."""
+def _read_statistics(path: Path, allow_unsafe: bool) -> Statistics:
+    """(mean, std) of a statistics file as float32 vectors, read as plain data unless ``allow_unsafe``."""
     if not path.is_file():
-        raise UserError(f"{path}: missing; {redownload_hint(path)}")
+        raise missing_file(path, path.parent.parent)
     try:
-        pair = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure means an unreadable file
-        raise UserError(f"{path}: unreadable ({type(err).__name__}); {redownload_hint(path)}") from err
+        pair = load_torch_file(path, allow_unsafe=allow_unsafe)
+    except UserError:
+        raise
+    except Exception as err:  # any other failure means an unreadable file
+        raise UserError(f"{path}: unreadable ({type(err).__name__}); {redownload_hint(path.parent.parent)}") from err
     if not (
         isinstance(pair, (tuple, list))
         and len(pair) == 2
         and all(isinstance(t, torch.Tensor) for t in pair)
         and pair[0].shape == pair[1].shape
     ):
-        raise UserError(f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path)}")
+        raise UserError(f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path.parent.parent)}")
     return pair[0].float().flatten(), pair[1].float().flatten()
 
 
-def _diffusers_statistics(folder: Path, config: dict) -> tuple[Statistics, Statistics]:
+def _diffusers_statistics(folder: Path, config: dict, allow_unsafe: bool) -> tuple[Statistics, Statistics]:
     """(video, image) statistics of a diffusers-format folder: the ``.pt`` files where present, else the config."""
     video_file, image_file = folder / VIDEO_STATISTICS, folder / IMAGE_STATISTICS
     if video_file.is_file():
-        video = _read_statistics(video_file)
+        video = _read_statistics(video_file, allow_unsafe)
     elif config.get("latents_mean") is not None and config.get("latents_std") is not None:
         video = (torch.tensor(config["latents_mean"]), torch.tensor(config["latents_std"]))
     else:
         raise UserError(f"{video_file}: missing, and {folder / 'config.json'} has no latents_mean/latents_std")
     if image_file.is_file():
-        return video, _read_statistics(image_file)
+        return video, _read_statistics(image_file, allow_unsafe)
     channels = config.get("latent_channels", 16)
     return video, (video[0].reshape(channels, -1)[:, 0], video[1].reshape(channels, -1)[:, 0])
