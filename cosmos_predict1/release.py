@@ -42,7 +42,13 @@ REQUIRED_FILES: dict[str, tuple[str, ...]] = {
 # What is fetched from each repository: the original's patterns for the renderers; for the tokenizer only what the
 # renderer reads (the repository also holds a 226 MB autoencoder.jit that is never used).
 _RENDERER_PATTERNS = [
-    "README.md", "model.pt", "mean_std.pt", "image_mean_std.pt", "config.json", "*.jit", "guardrail/*"
+    "README.md",
+    "model.pt",
+    "mean_std.pt",
+    "image_mean_std.pt",
+    "config.json",
+    "*.jit",
+    "guardrail/*",
 ]
 ALLOW_PATTERNS: dict[str, list[str]] = {
     INVERSE_MODEL: _RENDERER_PATTERNS,

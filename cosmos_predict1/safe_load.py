@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from cosmos_predict1.release import redownload_hint
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import redownload_hint
 
 UNSAFE_OPTION = "--allow_unsafe_checkpoint"
 
@@ -54,8 +54,8 @@ def refusal(path: Path, offending: Iterable[str]) -> UserError:
     names = ", ".join(sorted(set(offending)))
     return UserError(
         f"{path}: refused, loading it would call {names}, which is code, not the tensors and plain data a released "
-        f"file holds: if it came from the download, {redownload_hint(path.parent.parent)}; only if you trust this very file, "
-        f"rerun with {UNSAFE_OPTION} (that loads it fully, running any code it holds)."
+        f"file holds: if it came from the download, {redownload_hint(path.parent.parent)}; only if you trust this "
+        f"very file, rerun with {UNSAFE_OPTION} (that loads it fully, running any code it holds)."
     )
 
 
@@ -138,9 +138,18 @@ class _StorageType:
 _STORAGE_DTYPES = {
     f"torch.{name}Storage": dtype
     for name, dtype in {
-        "Double": torch.float64, "Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16,
-        "Long": torch.int64, "Int": torch.int32, "Short": torch.int16, "Char": torch.int8, "Byte": torch.uint8,
-        "Bool": torch.bool, "ComplexFloat": torch.complex64, "ComplexDouble": torch.complex128,
+        "Double": torch.float64,
+        "Float": torch.float32,
+        "Half": torch.float16,
+        "BFloat16": torch.bfloat16,
+        "Long": torch.int64,
+        "Int": torch.int32,
+        "Short": torch.int16,
+        "Char": torch.int8,
+        "Byte": torch.uint8,
+        "Bool": torch.bool,
+        "ComplexFloat": torch.complex64,
+        "ComplexDouble": torch.complex128,
     }.items()
 }
 

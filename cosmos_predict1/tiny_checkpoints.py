@@ -13,10 +13,15 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLCosmos
 
-from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
-from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiTConfig, DiffusionRendererDiT
-from cosmos_predict1.diffusion.networks import to_released_state_dict
+from cosmos_predict1.diffusion.networks import (
+    FORWARD_7B,
+    INVERSE_7B,
+    DiffusionRendererDiT,
+    DiTConfig,
+    to_released_state_dict,
+)
 from cosmos_predict1.diffusion.tokenizer import export_jit_pair
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
 TINY_TOKENIZER_CHANNELS = 8
@@ -27,7 +32,7 @@ STATISTICS_FRAMES = 16  # latent frames covered by mean_std.pt, as in the releas
 def _random_network(base: DiTConfig, generator: torch.Generator) -> DiffusionRendererDiT:
     network = DiffusionRendererDiT(base.replace(**TINY_NET))
     with torch.no_grad():
-        for name, param in network.named_parameters():
+        for param in network.parameters():
             if param.ndim == 2:
                 param.copy_(torch.randn(param.shape, generator=generator) / param.shape[-1] ** 0.5)
             else:  # RMSNorm scales

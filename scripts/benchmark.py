@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 try:
@@ -35,7 +36,17 @@ from cosmos_predict1.diffusion.renderer import ForwardRenderer, InverseRenderer,
 
 HEIGHT, WIDTH = 704, 1280
 FRAMES = {"1 frame": 1, "57 frames": 57}
-CASES = ("ceilings", "steps", "anchor", "fp8", "tokenizer", "image_inverse", "video_inverse", "video_forward", "offload")
+CASES = (
+    "ceilings",
+    "steps",
+    "anchor",
+    "fp8",
+    "tokenizer",
+    "image_inverse",
+    "video_inverse",
+    "video_forward",
+    "offload",
+)
 
 
 @dataclass
@@ -157,7 +168,9 @@ def bench_ceilings(records: list[Record], context: dict) -> None:
     for label, frames in FRAMES.items():
         seconds, rate = attention_rate(tokens_of(frames))
         context[f"sdpa_tflops_{label}"] = rate
-        records.append(Record(f"ceiling: SDPA 32 heads × 128, {tokens_of(frames)} tokens", seconds, note=f"{rate:.0f} TFLOP/s"))
+        records.append(
+            Record(f"ceiling: SDPA 32 heads × 128, {tokens_of(frames)} tokens", seconds, note=f"{rate:.0f} TFLOP/s")
+        )
 
 
 def floor_seconds(context: dict, config: DiTConfig, frames: int, batch: int) -> float:
@@ -178,7 +191,7 @@ def bench_steps(records: list[Record], context: dict) -> None:
             t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
             with attention_backends(torch.device("cuda")), torch.no_grad():
                 reset_peak()
-                seconds = timed(lambda: network(x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
+                seconds = timed(partial(network, x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
                 results[(compiled, label)] = seconds
                 records.append(
                     Record(
@@ -210,10 +223,12 @@ def bench_fp8(records: list[Record], context: dict) -> None:
             out = network(x, t, c, context_index=index)
             deviation = ((out.float() - exact[label].float()).norm() / exact[label].float().norm()).item()
             reset_peak()
-            seconds = timed(lambda: network(x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
+            seconds = timed(partial(network, x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
             floor = floor_seconds(context, network.config, frames, 1) if "matmul_tflops" in context else None
             note = f"relative RMS vs bf16 step {deviation:.1e} (random weights)"
-            records.append(Record(f"DiT step, inverse, {label}, compiled, --fp8", seconds, floor, peak_gib=peak_gib(), note=note))
+            records.append(
+                Record(f"DiT step, inverse, {label}, compiled, --fp8", seconds, floor, peak_gib=peak_gib(), note=note)
+            )
 
 
 def bench_anchor(records: list[Record], context: dict) -> None:
@@ -233,9 +248,17 @@ def bench_anchor(records: list[Record], context: dict) -> None:
         mask = torch.zeros(1, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)
         t = torch.tensor([0.5], device="cuda", dtype=torch.bfloat16)
         with torch.no_grad():
-            seconds = timed(lambda: anchor(inputs, t, context_tokens, fps=24, padding_mask=mask), 5 if frames > 1 else 20, 2)
+            seconds = timed(
+                partial(anchor, inputs, t, context_tokens, fps=24, padding_mask=mask), 5 if frames > 1 else 20, 2
+            )
         ours = context.get("our_steps", {}).get(label)
-        records.append(Record(f"diffusers CosmosTransformer3DModel step, {label} (anchor)", seconds, note=f"ours {ours:.3f} s" if ours else ""))
+        records.append(
+            Record(
+                f"diffusers CosmosTransformer3DModel step, {label} (anchor)",
+                seconds,
+                note=f"ours {ours:.3f} s" if ours else "",
+            )
+        )
         for record in records:
             if record.name.startswith("DiT step") and label in record.name:
                 record.anchor_seconds = seconds
@@ -256,7 +279,10 @@ def bench_tokenizer(records: list[Record], context: dict, variants: bool = False
         for label, frames, batch in (("57×704×1280 clip", 57, 1), ("5 images 704×1280", 1, 5)):
             video = torch.rand(batch, 3, frames, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16) * 2 - 1
             latent = tokenizer.encode(video)
-            for name, fn in (("encode", lambda: tokenizer.encode(video)), ("decode", lambda: tokenizer.decode(latent))):
+            for name, fn in (
+                ("encode", partial(tokenizer.encode, video)),
+                ("decode", partial(tokenizer.decode, latent)),
+            ):
                 reset_peak()
                 seconds = timed(fn, 3, 1)
                 extra = peak_gib() - weights - (video.numel() + latent.numel()) * 2 / 2**30
@@ -274,7 +300,12 @@ def run_inverse(frames: int, offload: bool, compiled: bool, context: dict) -> tu
     if offload:
         network.cpu()
     renderer = InverseRenderer(
-        network, tokenizer, device="cuda", offload_network=offload, offload_tokenizer=offload, options=SamplingOptions(15)
+        network,
+        tokenizer,
+        device="cuda",
+        offload_network=offload,
+        offload_tokenizer=offload,
+        options=SamplingOptions(15),
     )
     video = torch.rand(1, 3, frames, HEIGHT, WIDTH) * 2 - 1
     latent_shape = (1, 16, (frames - 1) // 8 + 1, HEIGHT // 8, WIDTH // 8)
@@ -333,7 +364,11 @@ def bench_forward(records: list[Record], context: dict) -> None:
     run()
     torch.cuda.synchronize()
     floor = 15 * floor_seconds(context, FORWARD_7B, frames, 1) if "matmul_tflops" in context else None
-    records.append(Record("57-frame forward, 1 HDRI × 15 steps (8 encodes)", time.perf_counter() - start, floor, peak_gib=peak_gib()))
+    records.append(
+        Record(
+            "57-frame forward, 1 HDRI × 15 steps (8 encodes)", time.perf_counter() - start, floor, peak_gib=peak_gib()
+        )
+    )
 
 
 def profile_tokenizer() -> None:
@@ -456,7 +491,12 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(records, environment)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps({"environment": environment, "context": context, "records": [asdict(r) for r in records]}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"environment": environment, "context": context, "records": [asdict(r) for r in records]}, indent=2
+            )
+            + "\n"
+        )
     if args.markdown:
         args.markdown.write_text(table)
     return 0

@@ -28,14 +28,6 @@ from pathlib import Path
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosmos_predict1.release import (
-    FORWARD_MODEL,
-    INVERSE_MODEL,
-    TOKENIZER,
-    check_model,
-    download_command,
-    download_model,
-)
 from cosmos_predict1.diffusion.assets import (
     ENV_LIGHT_PATH_LIST,
     HDRI_DOWNLOAD_COMMAND,
@@ -44,6 +36,14 @@ from cosmos_predict1.diffusion.assets import (
     fetch_original_hdris,
 )
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import (
+    FORWARD_MODEL,
+    INVERSE_MODEL,
+    TOKENIZER,
+    check_model,
+    download_command,
+    download_model,
+)
 
 HDRIS = "hdris"
 MODELS: dict[str, list[str]] = {

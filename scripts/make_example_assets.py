@@ -512,7 +512,7 @@ def shade(scene: Scene, lighting: Lighting, surface: Surface, d: Array, footprin
     lift = surface.position + n * EPS
     color = np.zeros_like(d)
     alpha = np.maximum(surface.roughness**2, 0.03)  # no narrower than the sun disc
-    for l, irradiance in lighting.lights():
+    for l, irradiance in lighting.lights():  # noqa: E741 (l: the light direction, as in the formulas)
         n_dot_l = np.clip(n @ l, 0.0, 1.0)[:, None]
         h = normalize(l + v)
         n_dot_h, v_dot_h = np.clip(dot(n, h), 0.0, 1.0), np.clip(dot(v, h), 0.0, 1.0)

@@ -74,7 +74,9 @@ def first_case(family: str, matches: Callable[[Path], bool], what: str) -> Path:
 def assert_close_elementwise(out: torch.Tensor, ref: torch.Tensor, tolerance: float, label: str = "") -> None:
     """|out − ref| ≤ tolerance · (1 + |ref|) everywhere (NaN equal to NaN): for references whose largest values
     (e.g. texels clamped to 65504) would make a comparison relative to the maximum meaningless."""
-    torch.testing.assert_close(out.double(), ref.double(), rtol=tolerance, atol=tolerance, equal_nan=True, msg=label or None)
+    torch.testing.assert_close(
+        out.double(), ref.double(), rtol=tolerance, atol=tolerance, equal_nan=True, msg=label or None
+    )
 
 
 def load_pt(path: Path):

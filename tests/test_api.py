@@ -10,16 +10,14 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-
-import cosmos_predict1
-from cosmos_predict1 import ForwardPipeline, InversePipeline, Lighting
-from cosmos_predict1.diffusion import assembly
-from cosmos_predict1.diffusion import writers
-from cosmos_predict1.errors import UserError
-
-from conftest import REPO_ROOT
 from test_cli_forward import run as run_forward
 from test_cli_inverse import run as run_inverse
+
+import cosmos_predict1
+from conftest import REPO_ROOT
+from cosmos_predict1 import ForwardPipeline, InversePipeline, Lighting
+from cosmos_predict1.diffusion import assembly, writers
+from cosmos_predict1.errors import UserError
 
 SIZE = {"height": 64, "width": 96}
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
@@ -49,8 +47,20 @@ def test_inverse_api_gives_the_cli_pixels(tiny_checkpoints: Path, inverse: Inver
     image = rgb(48, 80)
     (tmp_path / "in").mkdir()
     iio.imwrite(tmp_path / "in" / "image_1.png", image)
-    assert run_inverse(tiny_checkpoints, "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1",
-                       "--group_mode", "webdataset", "--video_save_folder", str(tmp_path / "cli")) == 0
+    assert (
+        run_inverse(
+            tiny_checkpoints,
+            "--dataset_path",
+            str(tmp_path / "in"),
+            "--num_video_frames",
+            "1",
+            "--group_mode",
+            "webdataset",
+            "--video_save_folder",
+            str(tmp_path / "cli"),
+        )
+        == 0
+    )
     outputs = inverse(image, **SIZE, output_size="model", name="image_1", output="uint8")
     assert sorted(outputs) == sorted(PASSES)
     for name in PASSES:
@@ -71,17 +81,49 @@ def test_forward_api_gives_the_cli_pixels(tiny_checkpoints: Path, forward: Forwa
     import cv2
 
     cv2.imwrite(str(hdri), sky)
-    assert run_forward(tiny_checkpoints, "--dataset_path", str(tmp_path / "gbuffer_frames"), "--num_video_frames", "1",
-                       "--envlight_path", str(hdri), "--envlight_ind", "0", "--video_save_folder", str(tmp_path / "cli")) == 0
-    assert run_forward(tiny_checkpoints, "--dataset_path", str(tmp_path / "gbuffer_frames"), "--num_video_frames", "1",
-                       "--use_custom_envmap", "false", "--envlight_ind", "2",
-                       "--video_save_folder", str(tmp_path / "random")) == 0
-    relit = forward(gbuffers, [Lighting(hdri, index=0)], **SIZE, output_size="model", name="image_1/0000", output="uint8")
+    assert (
+        run_forward(
+            tiny_checkpoints,
+            "--dataset_path",
+            str(tmp_path / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--envlight_path",
+            str(hdri),
+            "--envlight_ind",
+            "0",
+            "--video_save_folder",
+            str(tmp_path / "cli"),
+        )
+        == 0
+    )
+    assert (
+        run_forward(
+            tiny_checkpoints,
+            "--dataset_path",
+            str(tmp_path / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--use_custom_envmap",
+            "false",
+            "--envlight_ind",
+            "2",
+            "--video_save_folder",
+            str(tmp_path / "random"),
+        )
+        == 0
+    )
+    relit = forward(
+        gbuffers, [Lighting(hdri, index=0)], **SIZE, output_size="model", name="image_1/0000", output="uint8"
+    )
     assert len(relit) == 1 and relit[0].shape == (64, 96, 3)
     cli_file = tmp_path / "cli/image_1__0000.relit_0000.jpg"
     assert jpeg_bytes(relit[0], tmp_path / "api.jpg") == cli_file.read_bytes()
     random = forward(gbuffers, Lighting(seed=1000 + 2000, index=2), **SIZE, name="image_1/0000", output="uint8")
-    assert jpeg_bytes(random, tmp_path / "api_random.jpg") == (tmp_path / "random/image_1__0000.relit_0002.jpg").read_bytes()
+    assert (
+        jpeg_bytes(random, tmp_path / "api_random.jpg")
+        == (tmp_path / "random/image_1__0000.relit_0002.jpg").read_bytes()
+    )
 
 
 def test_outputs_come_back_at_the_input_size_for_any_size_and_dtype(inverse: InversePipeline) -> None:
@@ -89,7 +131,12 @@ def test_outputs_come_back_at_the_input_size_for_any_size_and_dtype(inverse: Inv
     outputs = inverse(odd, ["depth"], **SIZE)
     assert outputs["depth"].shape == (37, 53, 3) and outputs["depth"].dtype == np.float32
     assert 0 <= outputs["depth"].min() and outputs["depth"].max() <= 1
-    for frame in (odd.astype(np.uint16) * 257, odd.astype(np.float64) / 255, odd[..., 0], np.dstack([odd, odd[..., :1]])):
+    for frame in (
+        odd.astype(np.uint16) * 257,
+        odd.astype(np.float64) / 255,
+        odd[..., 0],
+        np.dstack([odd, odd[..., :1]]),
+    ):
         assert inverse(frame, ["depth"], **SIZE)["depth"].shape == (37, 53, 3)
     clip = np.stack([odd] * 57)
     assert inverse(clip, ["depth"], **SIZE, fit="pad")["depth"].shape == (57, 37, 53, 3)

@@ -10,9 +10,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
-
 from conftest import REPO_ROOT
+from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 
 PASSES = ["basecolor", "normal", "depth", "roughness", "metallic"]
 SIZE = ["--height", "64", "--width", "96"]
@@ -37,8 +36,14 @@ def image_run(tiny_checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) 
     write_images(inputs, ["image_1.jpg", "sub/image_2.png"])
     code = run(
         tiny_checkpoints,
-        "--dataset_path", str(inputs), "--num_video_frames", "1", "--group_mode", "webdataset",
-        "--video_save_folder", str(out),
+        "--dataset_path",
+        str(inputs),
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--video_save_folder",
+        str(out),
     )
     assert code == 0
     return inputs, out
@@ -56,12 +61,25 @@ def test_images_write_every_expected_file(image_run: tuple[Path, Path]) -> None:
     assert len(files) == 2 * 5 * 2 and not [f for f in files if ".tmp-" in f]
 
 
-def test_subset_of_passes_reproduces_the_same_pixels(tiny_checkpoints: Path, image_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_subset_of_passes_reproduces_the_same_pixels(
+    tiny_checkpoints: Path, image_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     inputs, out = image_run
     code = run(
         tiny_checkpoints,
-        "--dataset_path", str(inputs), "--num_video_frames", "1", "--group_mode", "webdataset",
-        "--video_save_folder", str(tmp_path), "--inference_passes", "depth", "normal", "--max_batch", "1",
+        "--dataset_path",
+        str(inputs),
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--video_save_folder",
+        str(tmp_path),
+        "--inference_passes",
+        "depth",
+        "normal",
+        "--max_batch",
+        "1",
     )
     assert code == 0
     for name in ("depth", "normal"):
@@ -73,7 +91,17 @@ def test_subset_of_passes_reproduces_the_same_pixels(tiny_checkpoints: Path, ima
 def test_rerun_skips_finished_work(tiny_checkpoints: Path, image_run: tuple[Path, Path], capsys) -> None:
     inputs, out = image_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
-    code = run(tiny_checkpoints, "--dataset_path", str(inputs), "--num_video_frames", "1", "--group_mode", "webdataset", "--video_save_folder", str(out))
+    code = run(
+        tiny_checkpoints,
+        "--dataset_path",
+        str(inputs),
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--video_save_folder",
+        str(out),
+    )
     assert code == 0 and "Nothing to do" in capsys.readouterr().err
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
 
@@ -83,8 +111,19 @@ def test_video_frames_in_folder_mode(tiny_checkpoints: Path, tmp_path: Path) -> 
     write_images(inputs, ["clip_a"], frames=60)
     code = run(
         tiny_checkpoints,
-        "--dataset_path", str(inputs), "--num_video_frames", "57", "--group_mode", "folder",
-        "--video_save_folder", str(out), "--inference_passes", "normal", "depth", "--normalize_normal", "true",
+        "--dataset_path",
+        str(inputs),
+        "--num_video_frames",
+        "57",
+        "--group_mode",
+        "folder",
+        "--video_save_folder",
+        str(out),
+        "--inference_passes",
+        "normal",
+        "depth",
+        "--normalize_normal",
+        "true",
     )
     assert code == 0
     for name in ("normal", "depth"):
@@ -98,10 +137,30 @@ def test_runs_as_a_file_from_the_repository_root(tiny_checkpoints: Path, tmp_pat
     write_images(tmp_path / "in", ["one.png"])
     script = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
     result = subprocess.run(
-        [sys.executable, script, "--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", *SIZE,
-         "--num_steps", "1", "--num_video_frames", "1", "--group_mode", "webdataset", "--inference_passes", "depth",
-         "--dataset_path", str(tmp_path / "in"), "--video_save_folder", str(tmp_path / "out")],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            script,
+            "--checkpoint_dir",
+            str(tiny_checkpoints),
+            "--device",
+            "cpu",
+            *SIZE,
+            "--num_steps",
+            "1",
+            "--num_video_frames",
+            "1",
+            "--group_mode",
+            "webdataset",
+            "--inference_passes",
+            "depth",
+            "--dataset_path",
+            str(tmp_path / "in"),
+            "--video_save_folder",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out/one.depth.jpg").is_file()
@@ -116,9 +175,13 @@ def test_runs_as_a_file_from_the_repository_root(tiny_checkpoints: Path, tmp_pat
         (["--save_image", "false", "--save_video", "no"], "nothing would be written"),
     ],
 )
-def test_bad_options_give_one_line_and_exit_code_2(tiny_checkpoints: Path, tmp_path: Path, capsys, args, message) -> None:
+def test_bad_options_give_one_line_and_exit_code_2(
+    tiny_checkpoints: Path, tmp_path: Path, capsys, args, message
+) -> None:
     write_images(tmp_path / "in", ["x.png"])
-    code = run(tiny_checkpoints, "--dataset_path", str(tmp_path / "in"), "--video_save_folder", str(tmp_path / "out"), *args)
+    code = run(
+        tiny_checkpoints, "--dataset_path", str(tmp_path / "in"), "--video_save_folder", str(tmp_path / "out"), *args
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 

@@ -14,18 +14,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_cli_inverse import SIZE, write_images
+from test_readme import shell_commands
 
+from conftest import REPO_ROOT, max_relative_error
 from cosmos_predict1.diffusion import distributed
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward_script
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse_script
-from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT
-from cosmos_predict1.diffusion.networks import context_parallel
+from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, context_parallel
 from cosmos_predict1.diffusion.networks.context_parallel import unsupported
 from cosmos_predict1.errors import UserError
-
-from conftest import REPO_ROOT, max_relative_error
-from test_cli_inverse import SIZE, write_images
-from test_readme import shell_commands
 
 RANKS = 2
 TIMEOUT_S = 120
@@ -140,16 +138,37 @@ def test_inverse_and_forward_on_two_ranks_equal_one_process(tiny_checkpoints: Pa
     # --max_batch 2 cuts each image's 5 passes into 3 batches, so one image's passes go to both ranks.
     inverse = [*common, "--group_mode", "webdataset", "--dataset_path", str(tmp_path / "in"), "--max_batch", "2"]
     run_single_thread(inverse_script.main, *inverse, "--video_save_folder", str(tmp_path / "inverse_1"))
-    launch("cosmos_predict1/diffusion/inference/inference_inverse_renderer.py", *inverse,
-           "--video_save_folder", str(tmp_path / "inverse_2"), ranks=RANKS)
+    launch(
+        "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py",
+        *inverse,
+        "--video_save_folder",
+        str(tmp_path / "inverse_2"),
+        ranks=RANKS,
+    )
     single, parallel = file_contents(tmp_path / "inverse_1"), file_contents(tmp_path / "inverse_2")
     assert len(single) == 3 * 5 * 2 and single == parallel
 
-    forward = [*common, "--dataset_path", str(tmp_path / "inverse_1/gbuffer_frames"), "--max_batch", "1",
-               "--use_custom_envmap", "False", "--envlight_ind", "0", "1"]
+    forward = [
+        *common,
+        "--dataset_path",
+        str(tmp_path / "inverse_1/gbuffer_frames"),
+        "--max_batch",
+        "1",
+        "--use_custom_envmap",
+        "False",
+        "--envlight_ind",
+        "0",
+        "1",
+    ]
     run_single_thread(forward_script.main, *forward, "--video_save_folder", str(tmp_path / "forward_1"))
-    launch("-m", "cosmos_predict1.diffusion.inference.inference_forward_renderer", *forward,
-           "--video_save_folder", str(tmp_path / "forward_2"), ranks=RANKS)
+    launch(
+        "-m",
+        "cosmos_predict1.diffusion.inference.inference_forward_renderer",
+        *forward,
+        "--video_save_folder",
+        str(tmp_path / "forward_2"),
+        ranks=RANKS,
+    )
     single, parallel = file_contents(tmp_path / "forward_1"), file_contents(tmp_path / "forward_2")
     assert len(single) == 3 * 2 and single == parallel
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FIXTURES, REPO_ROOT, fixture_cases, load_pt, max_relative_error
 from cosmos_predict1.diffusion.networks import (
     FORWARD_7B,
     INVERSE_7B,
@@ -19,8 +20,6 @@ from cosmos_predict1.diffusion.networks import (
 )
 from cosmos_predict1.diffusion.networks.position_embedding import rope_angles
 from cosmos_predict1.errors import UserError
-
-from conftest import FIXTURES, REPO_ROOT, fixture_cases, load_pt, max_relative_error
 
 SPEC = REPO_ROOT.parent / "shared" / "spec"
 BASE = {"dit_inverse": INVERSE_7B, "dit_forward": FORWARD_7B}
@@ -131,14 +130,53 @@ def test_7b_layout_matches_released_keys(config, model, params) -> None:
 
 def test_bf16_rope_frequencies_match_original_rounding() -> None:
     """In bf16 the original computes ω = 1/9984^r (base 10000 rounded to bf16) with bf16 rounding at each op."""
-    omega_hw = [1.0, 0.64453125, 0.416015625, 0.26953125, 0.1728515625, 0.111328125, 0.072265625, 0.046142578125,
-                0.030029296875, 0.01953125, 0.012451171875, 0.008056640625, 0.0052490234375, 0.0034027099609375,
-                0.0021209716796875, 0.00138092041015625, 0.0009002685546875, 0.000583648681640625,
-                0.0003795623779296875, 0.00023651123046875, 0.00015354156494140625]
-    omega_t = [1.0, 0.66015625, 0.431640625, 0.28515625, 0.1884765625, 0.123046875, 0.08056640625, 0.05322265625,
-               0.03515625, 0.0233154296875, 0.01513671875, 0.010009765625, 0.006500244140625, 0.004364013671875,
-               0.002838134765625, 0.00185394287109375, 0.00124359130859375, 0.000804901123046875,
-               0.00054168701171875, 0.0003528594970703125, 0.00022983551025390625, 0.00015354156494140625]
+    omega_hw = [
+        1.0,
+        0.64453125,
+        0.416015625,
+        0.26953125,
+        0.1728515625,
+        0.111328125,
+        0.072265625,
+        0.046142578125,
+        0.030029296875,
+        0.01953125,
+        0.012451171875,
+        0.008056640625,
+        0.0052490234375,
+        0.0034027099609375,
+        0.0021209716796875,
+        0.00138092041015625,
+        0.0009002685546875,
+        0.000583648681640625,
+        0.0003795623779296875,
+        0.00023651123046875,
+        0.00015354156494140625,
+    ]
+    omega_t = [
+        1.0,
+        0.66015625,
+        0.431640625,
+        0.28515625,
+        0.1884765625,
+        0.123046875,
+        0.08056640625,
+        0.05322265625,
+        0.03515625,
+        0.0233154296875,
+        0.01513671875,
+        0.010009765625,
+        0.006500244140625,
+        0.004364013671875,
+        0.002838134765625,
+        0.00185394287109375,
+        0.00124359130859375,
+        0.000804901123046875,
+        0.00054168701171875,
+        0.0003528594970703125,
+        0.00022983551025390625,
+        0.00015354156494140625,
+    ]
     fps = torch.tensor([24.0], dtype=torch.bfloat16)
     angles = rope_angles(1, 2, 2, 128, fps, dtype=torch.bfloat16)
     # token (t=0, row=1, col=0): the h-part holds ω_h, token (0, 0, 1) the w-part holds ω_w

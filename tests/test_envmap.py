@@ -12,10 +12,9 @@ import OpenEXR
 import pytest
 import torch
 
+from conftest import assert_close_elementwise, fixture_cases, load_pt
 from cosmos_predict1.diffusion import cubemap, envmap
 from cosmos_predict1.errors import UserError
-
-from conftest import assert_close_elementwise, fixture_cases, load_pt
 
 TOLERANCE = 1e-4
 

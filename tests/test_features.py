@@ -11,14 +11,13 @@ import numpy as np
 import OpenEXR
 import pytest
 import torch
+from test_cli_forward import sky
+from test_cli_inverse import SIZE, write_images
 
 from cosmos_predict1.diffusion import envmap
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.errors import UserError
-
-from test_cli_forward import sky
-from test_cli_inverse import SIZE, write_images
 
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 
@@ -52,9 +51,24 @@ def float_run(tiny_checkpoints: Path, images: Path, tmp_path_factory: pytest.Tem
     outputs = {}
     for output_format in ("png16", "exr"):
         out = tmp_path_factory.mktemp(output_format)
-        assert inverse.main([*common(tiny_checkpoints), "--dataset_path", str(images), "--num_video_frames", "1",
-                             "--group_mode", "webdataset", "--output_format", output_format,
-                             "--video_save_folder", str(out)]) == 0
+        assert (
+            inverse.main(
+                [
+                    *common(tiny_checkpoints),
+                    "--dataset_path",
+                    str(images),
+                    "--num_video_frames",
+                    "1",
+                    "--group_mode",
+                    "webdataset",
+                    "--output_format",
+                    output_format,
+                    "--video_save_folder",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         outputs[output_format] = out
     return outputs
 
@@ -78,15 +92,31 @@ def test_png16_and_exr_outputs_hold_the_same_float_values(float_run: dict[str, P
     assert max(len(np.unique(cv2.imread(str(frames("png16") / f"0000.0000.{n}.png"), -1))) for n in PASSES) > 256
 
 
-def test_forward_reads_float_gbuffers_and_writes_linear_exr(tiny_checkpoints: Path, float_run: dict[str, Path], tmp_path: Path) -> None:
+def test_forward_reads_float_gbuffers_and_writes_linear_exr(
+    tiny_checkpoints: Path, float_run: dict[str, Path], tmp_path: Path
+) -> None:
     hdri = tmp_path / "sky.hdr"
     cv2.imwrite(str(hdri), sky()[..., ::-1])
-    code = forward.main([*common(tiny_checkpoints), "--dataset_path", str(float_run["exr"] / "gbuffer_frames"),
-                         "--num_video_frames", "1", "--envlight_path", str(hdri), "--output_linear", "true",
-                         "--video_save_folder", str(tmp_path / "out")])
+    code = forward.main(
+        [
+            *common(tiny_checkpoints),
+            "--dataset_path",
+            str(float_run["exr"] / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--envlight_path",
+            str(hdri),
+            "--output_linear",
+            "true",
+            "--video_save_folder",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     display = iio.imread(tmp_path / "out/image_1__0000.relit_0000.jpg").astype(np.float64) / 255
-    linear = read_exr(tmp_path / "out/relit_linear_0000/image_1__0000.0000.exr".replace("image_1__0000", "image_1/0000"))
+    linear = read_exr(
+        tmp_path / "out/relit_linear_0000/image_1__0000.0000.exr".replace("image_1__0000", "image_1/0000")
+    )
     assert linear.dtype == np.float32 and 0 <= linear.min() and linear.max() <= 1
     srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     # the JPEG of the same frame agrees up to compression (which smears the tiny model's noise-like output)
@@ -107,7 +137,9 @@ def test_camera_poses_turn_the_environment_and_identity_changes_nothing(tmp_path
     write_poses(tmp_path / "turning.json", [0.3, 0.3 + np.pi / 2, 0.3 + np.pi])  # relative to frame 0
     environment = envmap.EnvironmentMap(envmap.cube_ops.latlong_to_cubemap(torch.rand(16, 32, 3) * 5, 8))
     plain = environment.conditions(8, 16, 3)
-    identity = environment.conditions(8, 16, 3, camera_to_world=envmap.load_camera_rotations(tmp_path / "identity.json", 3))
+    identity = environment.conditions(
+        8, 16, 3, camera_to_world=envmap.load_camera_rotations(tmp_path / "identity.json", 3)
+    )
     assert all(torch.equal(plain[k], identity[k]) for k in plain)
     turning = envmap.load_camera_rotations(tmp_path / "turning.json", 3)
     assert torch.allclose(turning[1], envmap.rotation_y(np.pi / 2), atol=1e-6)
@@ -123,21 +155,59 @@ def test_camera_poses_turn_the_environment_and_identity_changes_nothing(tmp_path
 
 def test_forward_cli_takes_camera_poses(tiny_checkpoints: Path, float_run: dict[str, Path], tmp_path: Path) -> None:
     write_poses(tmp_path / "poses.json", [0.0])
-    code = forward.main([*common(tiny_checkpoints), "--dataset_path", str(float_run["png16"] / "gbuffer_frames"),
-                         "--num_video_frames", "1", "--envlight_ind", "1", "--camera_poses", str(tmp_path / "poses.json"),
-                         "--video_save_folder", str(tmp_path / "posed")])
+    code = forward.main(
+        [
+            *common(tiny_checkpoints),
+            "--dataset_path",
+            str(float_run["png16"] / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--envlight_ind",
+            "1",
+            "--camera_poses",
+            str(tmp_path / "poses.json"),
+            "--video_save_folder",
+            str(tmp_path / "posed"),
+        ]
+    )
     assert code == 0
-    code = forward.main([*common(tiny_checkpoints), "--dataset_path", str(float_run["png16"] / "gbuffer_frames"),
-                         "--num_video_frames", "1", "--envlight_ind", "1", "--video_save_folder", str(tmp_path / "plain")])
+    code = forward.main(
+        [
+            *common(tiny_checkpoints),
+            "--dataset_path",
+            str(float_run["png16"] / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--envlight_ind",
+            "1",
+            "--video_save_folder",
+            str(tmp_path / "plain"),
+        ]
+    )
     assert code == 0
     name = "image_1__0000.relit_0001.jpg"
     assert np.array_equal(iio.imread(tmp_path / "posed" / name), iio.imread(tmp_path / "plain" / name))
 
 
 def test_contact_sheets_show_input_and_outputs(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
-    code = inverse.main([*common(tiny_checkpoints), "--dataset_path", str(images), "--num_video_frames", "1",
-                         "--group_mode", "webdataset", "--inference_passes", "depth", "normal",
-                         "--contact_sheet", "true", "--video_save_folder", str(tmp_path)])
+    code = inverse.main(
+        [
+            *common(tiny_checkpoints),
+            "--dataset_path",
+            str(images),
+            "--num_video_frames",
+            "1",
+            "--group_mode",
+            "webdataset",
+            "--inference_passes",
+            "depth",
+            "normal",
+            "--contact_sheet",
+            "true",
+            "--video_save_folder",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     sheet = iio.imread(tmp_path / "contact_sheets/image_1.png")
     assert sheet.ndim == 3 and sheet.shape[1] == 3 * round(96 * 256 / 64)  # input + 2 passes, tiles 256 high
@@ -171,18 +241,69 @@ def test_placements_keep_the_aspect_ratio() -> None:
 
 def test_cli_fit_pad_round_trips_the_input_size(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", ["wide.png"])  # 48 × 80 inputs, model frame 64 × 96
-    assert inverse.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1",
-                         "--group_mode", "webdataset", "--fit", "pad", "--output_size", "input",
-                         "--video_save_folder", str(tmp_path / "inv")]) == 0
+    assert (
+        inverse.main(
+            [
+                *common(tiny_checkpoints),
+                "--dataset_path",
+                str(tmp_path / "in"),
+                "--num_video_frames",
+                "1",
+                "--group_mode",
+                "webdataset",
+                "--fit",
+                "pad",
+                "--output_size",
+                "input",
+                "--video_save_folder",
+                str(tmp_path / "inv"),
+            ]
+        )
+        == 0
+    )
     for name in PASSES:
         assert iio.imread(tmp_path / f"inv/gbuffer_frames/wide/0000.0000.{name}.jpg").shape == (48, 80, 3)
-    assert forward.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "inv/gbuffer_frames"),
-                         "--num_video_frames", "1", "--envlight_ind", "0", "--fit", "pad", "--output_size", "input",
-                         "--video_save_folder", str(tmp_path / "fwd")]) == 0
+    assert (
+        forward.main(
+            [
+                *common(tiny_checkpoints),
+                "--dataset_path",
+                str(tmp_path / "inv/gbuffer_frames"),
+                "--num_video_frames",
+                "1",
+                "--envlight_ind",
+                "0",
+                "--fit",
+                "pad",
+                "--output_size",
+                "input",
+                "--video_save_folder",
+                str(tmp_path / "fwd"),
+            ]
+        )
+        == 0
+    )
     assert iio.imread(tmp_path / "fwd/wide__0000.relit_0000.jpg").shape == (48, 80, 3)
-    assert inverse.main([*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1",
-                         "--group_mode", "webdataset", "--fit", "crop", "--inference_passes", "depth",
-                         "--video_save_folder", str(tmp_path / "crop")]) == 0
+    assert (
+        inverse.main(
+            [
+                *common(tiny_checkpoints),
+                "--dataset_path",
+                str(tmp_path / "in"),
+                "--num_video_frames",
+                "1",
+                "--group_mode",
+                "webdataset",
+                "--fit",
+                "crop",
+                "--inference_passes",
+                "depth",
+                "--video_save_folder",
+                str(tmp_path / "crop"),
+            ]
+        )
+        == 0
+    )
     assert iio.imread(tmp_path / "crop/wide.depth.jpg").shape == (64, 96, 3)
 
 
@@ -211,11 +332,21 @@ def test_stitching_cross_fades_the_overlap(tmp_path: Path) -> None:
 
 
 def test_long_clip_gives_one_continuous_video(tiny_checkpoints: Path, tmp_path: Path) -> None:
-    from cosmos_predict1.diffusion import stitch
 
     write_images(tmp_path / "in", ["clip"], frames=100)
-    base = [*common(tiny_checkpoints), "--dataset_path", str(tmp_path / "in"), "--num_video_frames", "57",
-            "--chunk_mode", "all", "--overlap_n_frames", "14", "--inference_passes", "depth"]
+    base = [
+        *common(tiny_checkpoints),
+        "--dataset_path",
+        str(tmp_path / "in"),
+        "--num_video_frames",
+        "57",
+        "--chunk_mode",
+        "all",
+        "--overlap_n_frames",
+        "14",
+        "--inference_passes",
+        "depth",
+    ]
     assert inverse.main([*base, "--stitch_chunks", "true", "--video_save_folder", str(tmp_path / "out")]) == 0
     video = iio.imread(tmp_path / "out/clip.depth.mp4")
     assert video.shape == (100, 64, 96, 3)
@@ -223,14 +354,29 @@ def test_long_clip_gives_one_continuous_video(tiny_checkpoints: Path, tmp_path: 
     cut = np.stack([iio.imread(frames[0][t]) if t < 43 else iio.imread(frames[1][t - 43]) for t in range(100)])
     faded_border, faded_inside = seam_strength(video, range(43, 58))
     cut_border, cut_inside = seam_strength(cut, [43])
-    print(f"seam strength (mean |Δframe|, 0-255): hard cut {cut_border:.2f} at the border vs {cut_inside:.2f} inside; "
-          f"cross-fade {faded_border:.2f} per frame over the overlap vs {faded_inside:.2f} inside")
+    print(
+        f"seam strength (mean |Δframe|, 0-255): hard cut {cut_border:.2f} at the border vs {cut_inside:.2f} inside; "
+        f"cross-fade {faded_border:.2f} per frame over the overlap vs {faded_inside:.2f} inside"
+    )
     assert faded_border < cut_border
 
 
 def test_missing_contact_sheet_is_redone_on_resume(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
-    args = [*common(tiny_checkpoints), "--dataset_path", str(images), "--num_video_frames", "1", "--group_mode",
-            "webdataset", "--inference_passes", "depth", "--contact_sheet", "true", "--video_save_folder", str(tmp_path)]
+    args = [
+        *common(tiny_checkpoints),
+        "--dataset_path",
+        str(images),
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--inference_passes",
+        "depth",
+        "--contact_sheet",
+        "true",
+        "--video_save_folder",
+        str(tmp_path),
+    ]
     assert inverse.main(args) == 0
     sheet = tmp_path / "contact_sheets/image_1.png"
     sheet.unlink()

@@ -21,12 +21,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
-from cosmos_predict1.diffusion import writers as io
-from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
-from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
-
 from test_reliability import (
     DOWNLOAD_COMMAND,
     PASSES,
@@ -42,6 +36,11 @@ from test_reliability import (
     write_exr,
     write_gbuffers,
 )
+
+from cosmos_predict1.diffusion import writers as io
+from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
+from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
 
 FUZZ = settings(
     max_examples=6,
@@ -138,8 +137,16 @@ def test_damaged_environment_map(
     with scratch() as folder:
         damaged = folder / name
         damaged.write_bytes(damage.apply((samples / name).read_bytes()))
-        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(gbuffers, folder / "out"),
-                      "--use_custom_envmap", "True", "--envlight_path", str(damaged))
+        run = run_cli(
+            forward,
+            tiny_checkpoints,
+            *SMALL,
+            *forward_args(gbuffers, folder / "out"),
+            "--use_custom_envmap",
+            "True",
+            "--envlight_path",
+            str(damaged),
+        )
         assert_clean_ending(run, folder / "out", damaged, "environment map")
 
 
@@ -156,8 +163,12 @@ def test_damaged_gbuffer_image(tiny_checkpoints: Path, gbuffers: Path, pass_name
 
 @settings(FUZZ, max_examples=12)  # most damaged files fail before sampling: cheap
 @given(
-    relative=st.sampled_from([f"{INVERSE_MODEL}/model.pt", *(f"{TOKENIZER}/{name}" for name in
-                              ("encoder.jit", "decoder.jit", "mean_std.pt", "image_mean_std.pt"))]),
+    relative=st.sampled_from(
+        [
+            f"{INVERSE_MODEL}/model.pt",
+            *(f"{TOKENIZER}/{name}" for name in ("encoder.jit", "decoder.jit", "mean_std.pt", "image_mean_std.pt")),
+        ]
+    ),
     damage=damages,
 )
 def test_damaged_checkpoint_file(tiny_checkpoints: Path, samples: Path, relative: str, damage: Damage) -> None:
@@ -205,9 +216,23 @@ def test_random_and_mixed_frame_sizes(
             path = folder / "in" / "clip" / f"frame_{index}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             iio.imwrite(path, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
-        run = run_cli(inverse, tiny_checkpoints, *SMALL, "--dataset_path", str(folder / "in"), "--num_video_frames",
-                      "57", "--video_save_folder", str(folder / "out"), "--inference_passes", "depth", "--fit", fit,
-                      "--output_size", output_size)
+        run = run_cli(
+            inverse,
+            tiny_checkpoints,
+            *SMALL,
+            "--dataset_path",
+            str(folder / "in"),
+            "--num_video_frames",
+            "57",
+            "--video_save_folder",
+            str(folder / "out"),
+            "--inference_passes",
+            "depth",
+            "--fit",
+            fit,
+            "--output_size",
+            output_size,
+        )
         if run.code == 2:  # outputs of one pixel row or column at the input's size cannot be an H.264 video
             assert output_size == "input" and "too small for an H.264 video" in run.last_line
         else:
@@ -232,8 +257,16 @@ def test_hdri_with_nan_inf_or_negative_values(
         for row, column, value in texels:
             image[row, column, 1] = value
         path = write_exr(folder / "sky.exr", image)
-        run = run_cli(forward, tiny_checkpoints, *SMALL, *forward_args(gbuffers, folder / "out"),
-                      "--use_custom_envmap", "True", "--envlight_path", str(path))
+        run = run_cli(
+            forward,
+            tiny_checkpoints,
+            *SMALL,
+            *forward_args(gbuffers, folder / "out"),
+            "--use_custom_envmap",
+            "True",
+            "--envlight_path",
+            str(path),
+        )
         assert run.code == 0, run.output
         assert ("texel(s) replaced" in run.output) == bool(texels)
         assert finished_files(folder / "out").keys() == {"clip__0000.relit_0000.jpg"}

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_dit import run_fixture_inputs
 
+from conftest import FIXTURES, fixture_cases, load_pt
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, build_network
 from cosmos_predict1.diffusion.networks.acceleration import attention_backends, compile_blocks
 from cosmos_predict1.diffusion.networks.offload import BlockStreamer
 from cosmos_predict1.diffusion.networks.position_embedding import rope_angles
-
-from conftest import FIXTURES, fixture_cases, load_pt
-from test_dit import run_fixture_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_scripts import load_script
 
 from cosmos_predict1.diffusion import assets
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, FALLBACK_HDRI_LIST, HDRI_DOWNLOAD_COMMAND
-
-from test_scripts import load_script
 
 download = load_script("download_diffusion_renderer_checkpoints")
 
@@ -91,7 +90,9 @@ def polyhaven() -> Iterator[PolyHaven]:
 
 
 def fetch(folder: Path, server: PolyHaven, *extra: str) -> int:
-    return download.main(["--model", "hdris", "--hdri_dir", str(folder), "--polyhaven_api", f"{server.url}/files/", *extra])
+    return download.main(
+        ["--model", "hdris", "--hdri_dir", str(folder), "--polyhaven_api", f"{server.url}/files/", *extra]
+    )
 
 
 def test_fetches_the_four_hdris_verified_and_skips_complete_ones(tmp_path: Path, polyhaven: PolyHaven, capsys) -> None:
@@ -162,8 +163,18 @@ def test_the_forward_cli_says_once_that_stand_ins_light(
     gbuffers.mkdir(parents=True)
     write_images(gbuffers, ["0000.0000.basecolor.jpg", "0000.0000.normal.jpg"])
     with caplog.at_level(logging.WARNING):
-        code = run(tiny_checkpoints, "--dataset_path", str(tmp_path / "gbuffer_frames"), "--num_video_frames", "1",
-                   "--envlight_ind", "0", "1", "--video_save_folder", str(tmp_path / "out"))
+        code = run(
+            tiny_checkpoints,
+            "--dataset_path",
+            str(tmp_path / "gbuffer_frames"),
+            "--num_video_frames",
+            "1",
+            "--envlight_ind",
+            "0",
+            "1",
+            "--video_save_folder",
+            str(tmp_path / "out"),
+        )
     assert code == 0
     notices = [record for record in caplog.records if HDRI_DOWNLOAD_COMMAND in record.getMessage()]
     assert len(notices) == 1

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos_predict1.diffusion.writers import frames_to_uint8
-from cosmos_predict1.diffusion.renderer import normalize_normals
-
 from conftest import fixture_cases, load_pt
+from cosmos_predict1.diffusion.renderer import normalize_normals
+from cosmos_predict1.diffusion.writers import frames_to_uint8
 
 
 @pytest.mark.fixtures

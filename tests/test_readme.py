@@ -65,3 +65,29 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = "python -m pytest -q"
     assert [test_command.split()] == [c for c in shell_commands() if "pytest" in c]
     assert (REPO_ROOT / ".ci/run").read_text().rstrip().splitlines()[-1] == test_command
+
+
+def test_python_example_uses_the_api_as_it_is() -> None:
+    """The "Use from Python" block compiles, imports only exported names, and calls only parameters that exist."""
+    import inspect
+
+    import cosmos_predict1
+
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "README has no Python example"
+    for block in blocks:
+        compile(block, "README.md", "exec")
+        for names in re.findall(r"^from cosmos_predict1 import (.+)$", block, flags=re.M):
+            for name in names.split(","):
+                assert hasattr(cosmos_predict1, name.strip()), name
+    example = blocks[0]
+    calls = {
+        "InversePipeline.from_pretrained": cosmos_predict1.InversePipeline.from_pretrained,
+        "ForwardPipeline.from_pretrained": cosmos_predict1.ForwardPipeline.from_pretrained,
+        "Lighting": cosmos_predict1.Lighting,
+    }
+    for call, function in calls.items():
+        parameters = inspect.signature(function).parameters
+        for arguments in re.findall(re.escape(call) + r"\((.*?)\)", example):
+            for keyword in re.findall(r"(\w+)=", arguments):
+                assert keyword in parameters, f"{call} has no parameter {keyword}"

@@ -26,18 +26,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_cli_inverse import SIZE, write_images
+from test_scripts import download, extract
 
-from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
+from conftest import REPO_ROOT
 from cosmos_predict1.diffusion import data
 from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.diffusion.renderer import InverseRenderer
-
-from conftest import REPO_ROOT
-from test_cli_inverse import SIZE, write_images
-from test_scripts import download, extract
+from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
 
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 INVERSE_SCRIPT = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
@@ -99,14 +98,36 @@ def assert_no_leftovers(folder: Path) -> None:
 
 def inverse_args(dataset: Path, out: Path, *extra: str) -> list[str]:
     """Options of a 1-frame inverse run of ``dataset`` into ``out`` (depth only)."""
-    return ["--dataset_path", str(dataset), "--video_save_folder", str(out), "--num_video_frames", "1",
-            "--group_mode", "webdataset", "--inference_passes", "depth", *extra]
+    return [
+        "--dataset_path",
+        str(dataset),
+        "--video_save_folder",
+        str(out),
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--inference_passes",
+        "depth",
+        *extra,
+    ]
 
 
 def forward_args(gbuffers: Path, out: Path, *extra: str) -> list[str]:
     """Options of a 1-frame forward run of ``gbuffers`` into ``out`` (random lighting 0 unless overridden)."""
-    return ["--dataset_path", str(gbuffers), "--video_save_folder", str(out), "--num_video_frames", "1",
-            "--use_custom_envmap", "False", "--envlight_ind", "0", *extra]
+    return [
+        "--dataset_path",
+        str(gbuffers),
+        "--video_save_folder",
+        str(out),
+        "--num_video_frames",
+        "1",
+        "--use_custom_envmap",
+        "False",
+        "--envlight_ind",
+        "0",
+        *extra,
+    ]
 
 
 def write_gbuffers(root: Path, passes: tuple[str, ...] = PASSES, seed: int = 0) -> Path:
@@ -180,8 +201,11 @@ def test_missing_or_corrupt_checkpoint_files(
         checkpoints = tmp_path / "checkpoints"
         shutil.copytree(tiny_checkpoints, checkpoints, copy_function=os.link, ignore=lambda folder, names: [TOKENIZER])
     else:
-        content = {"missing": None, "truncated": source.read_bytes()[: source.stat().st_size // 2],
-                   "garbage": bytes(range(256)) * 8}[damage]
+        content = {
+            "missing": None,
+            "truncated": source.read_bytes()[: source.stat().st_size // 2],
+            "garbage": bytes(range(256)) * 8,
+        }[damage]
         checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", relative, content)
     run = run_cli(inverse, checkpoints, *inverse_args(images, tmp_path / "out"))
     assert_user_error(run, message, str(checkpoints / relative), f"{DOWNLOAD_COMMAND} {checkpoints}")
@@ -218,9 +242,7 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
     assert np.abs(read_image(tmp_path / "print.jpg") - rgb / 255).mean() < 0.05  # not its K channel taken for alpha
 
 
-def test_nan_and_inf_in_an_exr_input_are_replaced_with_a_warning(
-    tiny_checkpoints: Path, tmp_path: Path
-) -> None:
+def test_nan_and_inf_in_an_exr_input_are_replaced_with_a_warning(tiny_checkpoints: Path, tmp_path: Path) -> None:
     image = np.random.default_rng(0).random((48, 80, 3)).astype(np.float32)
     image[3, 4, 0], image[5, 6, 1], image[7, 8, 2] = np.nan, np.inf, -np.inf
     write_exr(tmp_path / "in" / "photo.exr", image)
@@ -257,9 +279,24 @@ def test_mixed_image_sizes_in_one_clip_work(tiny_checkpoints: Path, tmp_path: Pa
         path = tmp_path / "frames" / "clip" / f"frame_{index}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         iio.imwrite(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-    run = run_cli(inverse, tiny_checkpoints, "--dataset_path", str(tmp_path / "frames"), "--num_video_frames", "57",
-                  "--video_save_folder", str(tmp_path / "out"), "--inference_passes", "depth", "--fit", "crop",
-                  "--height", "32", "--width", "48")
+    run = run_cli(
+        inverse,
+        tiny_checkpoints,
+        "--dataset_path",
+        str(tmp_path / "frames"),
+        "--num_video_frames",
+        "57",
+        "--video_save_folder",
+        str(tmp_path / "out"),
+        "--inference_passes",
+        "depth",
+        "--fit",
+        "crop",
+        "--height",
+        "32",
+        "--width",
+        "48",
+    )
     assert run.code == 0, run.output
     assert iio.imread(tmp_path / "out" / "clip.depth.mp4").shape == (57, 32, 48, 3)
 
@@ -268,9 +305,24 @@ def test_frames_too_small_for_a_video(tiny_checkpoints: Path, tmp_path: Path) ->
     write_images(tmp_path / "frames", ["clip"], frames=2)
     for path in (tmp_path / "frames" / "clip").iterdir():
         iio.imwrite(path, np.zeros((1, 1, 3), np.uint8))
-    run = run_cli(inverse, tiny_checkpoints, "--dataset_path", str(tmp_path / "frames"), "--num_video_frames", "57",
-                  "--video_save_folder", str(tmp_path / "out"), "--inference_passes", "depth", "--output_size", "input",
-                  "--height", "32", "--width", "48")
+    run = run_cli(
+        inverse,
+        tiny_checkpoints,
+        "--dataset_path",
+        str(tmp_path / "frames"),
+        "--num_video_frames",
+        "57",
+        "--video_save_folder",
+        str(tmp_path / "out"),
+        "--inference_passes",
+        "depth",
+        "--output_size",
+        "input",
+        "--height",
+        "32",
+        "--width",
+        "48",
+    )
     assert_user_error(run, "clip.depth.mp4: 1×1 frames are too small for an H.264 video", "--output_size model")
     assert_no_leftovers(tmp_path / "out")
 
@@ -364,11 +416,20 @@ def test_ctrl_c_keeps_finished_outputs(tiny_checkpoints: Path, images: Path, tmp
 
 
 def test_corrupt_environment_map(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
-    for name, content in [("sky.hdr", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16 +X 32\n\x02\x02"),
-                          ("sky.exr", b"v/1\x01" + bytes(100))]:
+    for name, content in [
+        ("sky.hdr", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16 +X 32\n\x02\x02"),
+        ("sky.exr", b"v/1\x01" + bytes(100)),
+    ]:
         (tmp_path / name).write_bytes(content)
-        run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap",
-                      "True", "--envlight_path", str(tmp_path / name))
+        run = run_cli(
+            forward,
+            tiny_checkpoints,
+            *forward_args(gbuffers, tmp_path / "out"),
+            "--use_custom_envmap",
+            "True",
+            "--envlight_path",
+            str(tmp_path / name),
+        )
         assert_user_error(run, f"{tmp_path / name}: cannot read the environment map", "give an equirectangular")
 
 
@@ -378,8 +439,15 @@ def test_nan_inf_and_negative_hdri_values_are_cleaned_with_a_warning(
     image = sky()
     image[0, 0], image[1, 1], image[2, 2] = np.nan, np.inf, -5.0
     path = write_exr(tmp_path / "bad_sky.exr", image)
-    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap", "True",
-                  "--envlight_path", str(path))
+    run = run_cli(
+        forward,
+        tiny_checkpoints,
+        *forward_args(gbuffers, tmp_path / "out"),
+        "--use_custom_envmap",
+        "True",
+        "--envlight_path",
+        str(path),
+    )
     assert run.code == 0, run.output
     assert f"{path}: 1 NaN, 1 infinite, 1 negative texel(s) replaced" in run.output
     assert finished_files(tmp_path / "out").keys() == {"clip__0000.relit_0000.jpg"}
@@ -439,8 +507,16 @@ def test_every_output_is_written_under_a_temporary_name_and_renamed(
 
     monkeypatch.setattr(io.os, "replace", recording_replace)
     out = tmp_path / "out"
-    options = ["--output_format", "exr", "--contact_sheet", "true", "--inference_passes", "depth", "normal",
-               "basecolor"]
+    options = [
+        "--output_format",
+        "exr",
+        "--contact_sheet",
+        "true",
+        "--inference_passes",
+        "depth",
+        "normal",
+        "basecolor",
+    ]
     run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out), *options)
     assert run.code == 0, run.output
     io.write_video(out / "clip.mp4", np.zeros((3, 8, 8, 3), np.uint8), fps=24)
@@ -495,8 +571,21 @@ def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
 
 def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
-    common = ["--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", *SIZE, "--num_steps", "10",
-              "--num_video_frames", "1", "--group_mode", "webdataset", "--dataset_path", str(tmp_path / "in")]
+    common = [
+        "--checkpoint_dir",
+        str(tiny_checkpoints),
+        "--device",
+        "cpu",
+        *SIZE,
+        "--num_steps",
+        "10",
+        "--num_video_frames",
+        "1",
+        "--group_mode",
+        "webdataset",
+        "--dataset_path",
+        str(tmp_path / "in"),
+    ]
     assert inverse.main([*common, "--video_save_folder", str(tmp_path / "reference")]) == 0
     reference = finished_files(tmp_path / "reference")
     assert len(reference) == 10 * 2 * len(PASSES)
@@ -539,12 +628,20 @@ def test_subprocess_prints_one_error_line_without_traceback(
         checkpoints = tiny_checkpoints
         cv2.imwrite(str(tmp_path / "sky.hdr"), sky())
         (tmp_path / "sky.hdr").write_bytes((tmp_path / "sky.hdr").read_bytes()[:-300])
-        args = [*forward_args(gbuffers, tmp_path / "out"), "--use_custom_envmap", "True",
-                "--envlight_path", str(tmp_path / "sky.hdr")]
+        args = [
+            *forward_args(gbuffers, tmp_path / "out"),
+            "--use_custom_envmap",
+            "True",
+            "--envlight_path",
+            str(tmp_path / "sky.hdr"),
+        ]
         expected = f"error: {tmp_path / 'sky.hdr'}: cannot read the environment map"
     result = subprocess.run(
         [sys.executable, script, "--checkpoint_dir", str(checkpoints), "--device", "cpu", *SIZE, *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]

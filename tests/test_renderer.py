@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, build_network
 from cosmos_predict1.diffusion.options import SamplingOptions
 from cosmos_predict1.diffusion.renderer import ForwardRenderer, InverseRenderer, normalize_normals, work_item_noise
 from cosmos_predict1.diffusion.tokenizer import load_tokenizer
-
-from conftest import FIXTURES, fixture_cases, load_pt, max_relative_error
 
 TOLERANCE = 1e-4
 
@@ -52,7 +51,9 @@ def test_inverse_end_to_end_reproduces_fixture(case: Path, fixture_tokenizer_fol
     name = {0: "basecolor", 1: "metallic", 2: "roughness", 3: "normal", 4: "depth"}[index]
     states: list[torch.Tensor] = []
     fps = float(config["pipeline"]["fps"])
-    decoded = renderer.render(ref["video"], [name], [ref["noise"]], on_step=lambda i, x: states.append(x), fps=fps)[name]
+    decoded = renderer.render(ref["video"], [name], [ref["noise"]], on_step=lambda i, x: states.append(x), fps=fps)[
+        name
+    ]
     _check_run(renderer, ref, renderer.encode(ref["video"]), decoded, states)
 
 
@@ -62,9 +63,13 @@ def test_forward_end_to_end_reproduces_fixture(case: Path, fixture_tokenizer_fol
     config = json.loads((case.parent / "config.json").read_text())
     inputs, ref = load_pt(case / "inputs.pt"), load_pt(case / "outputs.pt")
     renderer = _renderer(ForwardRenderer, "dit_forward", FORWARD_7B, fixture_tokenizer_folder, config)
-    gbuffers = {name: inputs[name] for name in ("basecolor", "normal", "metallic", "roughness", "depth") if name in inputs}
+    gbuffers = {
+        name: inputs[name] for name in ("basecolor", "normal", "metallic", "roughness", "depth") if name in inputs
+    }
     gbuffer_condition = renderer.encode_gbuffers(gbuffers)
-    lighting = renderer.encode_lighting({k: inputs[k].contiguous() for k in ("env_ldr", "env_log", "env_nrm")}, gbuffer_condition)
+    lighting = renderer.encode_lighting(
+        {k: inputs[k].contiguous() for k in ("env_ldr", "env_log", "env_nrm")}, gbuffer_condition
+    )
     states: list[torch.Tensor] = []
     fps = float(inputs["fps"].reshape(-1)[0])
     decoded = renderer.render(
@@ -83,7 +88,9 @@ def test_batched_outputs_equal_one_at_a_time(tiny_checkpoints: Path) -> None:
     passes = ["basecolor", "normal", "depth"]
     results = []
     for max_batch in (3, 1):
-        renderer = InverseRenderer(inverse_net, tokenizer, device="cpu", options=SamplingOptions(3, max_batch=max_batch))
+        renderer = InverseRenderer(
+            inverse_net, tokenizer, device="cpu", options=SamplingOptions(3, max_batch=max_batch)
+        )
         results.append(renderer.render(video, passes, noises))
     for name in passes:
         assert max_relative_error(results[0][name], results[1][name]) < 1e-5
@@ -91,9 +98,14 @@ def test_batched_outputs_equal_one_at_a_time(tiny_checkpoints: Path) -> None:
     forward_net = build_network(tiny_checkpoints / FORWARD_MODEL, FORWARD_7B, dtype=torch.float32)
     outputs = []
     for max_batch in (3, 1):
-        renderer = ForwardRenderer(forward_net, tokenizer, device="cpu", options=SamplingOptions(3, max_batch=max_batch))
+        renderer = ForwardRenderer(
+            forward_net, tokenizer, device="cpu", options=SamplingOptions(3, max_batch=max_batch)
+        )
         gbuffers = renderer.encode_gbuffers({"basecolor": video, "depth": video})
-        lights = [renderer.encode_lighting({k: video * s for k in ("env_ldr", "env_log", "env_nrm")}, gbuffers) for s in (0.1, 0.5)]
+        lights = [
+            renderer.encode_lighting({k: video * s for k in ("env_ldr", "env_log", "env_nrm")}, gbuffers)
+            for s in (0.1, 0.5)
+        ]
         lights.append(renderer.encode_lighting(None, gbuffers))
         outputs.append(renderer.render(gbuffers, lights, noises))
     for a, b in zip(*outputs):
@@ -106,7 +118,9 @@ def test_guidance_combines_conditional_and_unconditional(tiny_checkpoints: Path)
     tokenizer = load_tokenizer(tiny_checkpoints / TOKENIZER, pixel_chunk_duration=57)
     network = build_network(tiny_checkpoints / INVERSE_MODEL, INVERSE_7B, dtype=torch.float32)
     video, noise = torch.rand(1, 3, 1, 32, 32) * 2 - 1, work_item_noise((1, 16, 1, 4, 4), 0, "x")
-    plain = InverseRenderer(network, tokenizer, device="cpu", options=SamplingOptions(2)).render(video, ["depth"], [noise])
+    plain = InverseRenderer(network, tokenizer, device="cpu", options=SamplingOptions(2)).render(
+        video, ["depth"], [noise]
+    )
     guided = InverseRenderer(network, tokenizer, device="cpu", options=SamplingOptions(2, guidance=1.5))
     assert not torch.allclose(guided.render(video, ["depth"], [noise])["depth"], plain["depth"])
     # g = 0 through the guided code path equals the plain path

@@ -21,18 +21,17 @@ from typing import Dict, List
 
 import pytest
 import torch
+from test_reliability import Run, forward_args, inverse_args, run_cli, write_gbuffers, write_images
 from torch import nn
 
-from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.diffusion.networks import INVERSE_7B, build_network
 from cosmos_predict1.diffusion.tokenizer import load_tokenizer
 from cosmos_predict1.diffusion.tokenizer.convert import read_jit_state_dict
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from cosmos_predict1.safe_load import ArchiveStorage, OpaqueBlob, _rebuild_tensor, load_torch_file
-
-from test_reliability import Run, forward_args, inverse_args, run_cli, write_gbuffers, write_images
 
 SYSTEM = f"{os.system.__module__}.system"  # the global a pickle names for os.system (posix.system on Linux)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cosmos_predict1.diffusion import sampler
-
 from conftest import fixture_cases, load_pt, max_relative_error
+from cosmos_predict1.diffusion import sampler
 
 
 def toy_network(x_scaled: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,8 @@ import pytest
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from cosmos_predict1 import release as checkpoints
-from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, FALLBACK_HDRI_LIST
-from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -60,7 +59,12 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
     """Lossless (in YUV) H.264 of uint8 RGB frames."""
     height, width = frames[0].shape[:2]
     writer = imageio_ffmpeg.write_frames(
-        str(path), (width, height), fps=fps, codec="libx264", quality=None, macro_block_size=1,
+        str(path),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        macro_block_size=1,
         output_params=["-crf", "0"],
     )
     writer.send(None)
@@ -100,9 +104,19 @@ def test_frame_rate_resamples_by_nearest_timing(grey_video: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(("frame_rate", "step"), [("24", 1), ("10", 3), ("14", 2)])
-def test_original_frame_selection_keeps_every_nth_frame(grey_video: Path, tmp_path: Path, frame_rate: str, step: int) -> None:
-    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--frame_rate", frame_rate,
-            "--frame_selection", "original"]
+def test_original_frame_selection_keeps_every_nth_frame(
+    grey_video: Path, tmp_path: Path, frame_rate: str, step: int
+) -> None:
+    args = [
+        "--input_folder",
+        str(grey_video),
+        "--output_folder",
+        str(tmp_path),
+        "--frame_rate",
+        frame_rate,
+        "--frame_selection",
+        "original",
+    ]
     assert extract.main(args) == 0
     assert source_frames(tmp_path / "clip") == list(range(0, 60, step))  # 30 fps: n = max(1, int(30 / rate))
 
@@ -192,8 +206,12 @@ def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[s
     """
     md5 = {
         f"{folder}/{name}": hashlib.md5(CONTENT[folder][name]).hexdigest()
-        for folder, name in [(INVERSE_MODEL, "model.pt"), (FORWARD_MODEL, "model.pt"),
-                             (TOKENIZER, "mean_std.pt"), (TOKENIZER, "image_mean_std.pt")]
+        for folder, name in [
+            (INVERSE_MODEL, "model.pt"),
+            (FORWARD_MODEL, "model.pt"),
+            (TOKENIZER, "mean_std.pt"),
+            (TOKENIZER, "image_mean_std.pt"),
+        ]
     }
     monkeypatch.setattr(checkpoints, "MD5", md5)
     calls: list[tuple[str, str, list[str]]] = []
@@ -255,7 +273,9 @@ def test_complete_models_are_skipped(tmp_path: Path, fake_release, capsys) -> No
 
 
 def test_download_fetches_only_what_the_renderer_reads(tmp_path: Path, fake_release) -> None:
-    assert download.main(["--checkpoint_dir", str(tmp_path), "--hdri_dir", str(tmp_path / "h"), "--hf_org", "nvidia"]) == 0
+    assert (
+        download.main(["--checkpoint_dir", str(tmp_path), "--hdri_dir", str(tmp_path / "h"), "--hf_org", "nvidia"]) == 0
+    )
     repos = {repo: patterns for repo, _, patterns in fake_release}
     assert repos[f"nvidia/{INVERSE_MODEL}"] == checkpoints.ALLOW_PATTERNS[INVERSE_MODEL]
     assert "*.jit" in repos[f"nvidia/{FORWARD_MODEL}"]
@@ -339,7 +359,11 @@ def test_hub_failures_become_one_line(error: Exception, expected: str, tmp_path,
 )
 def test_download_script_without_hub_exits_cleanly(env: dict[str, str], expected: str, tmp_path: Path) -> None:
     result = run_script(
-        "download_diffusion_renderer_checkpoints", "--checkpoint_dir", str(tmp_path), "--model", "tokenizer",
+        "download_diffusion_renderer_checkpoints",
+        "--checkpoint_dir",
+        str(tmp_path),
+        "--model",
+        "tokenizer",
         env={"HF_HUB_OFFLINE": "0", **env},
     )
     assert result.returncode == 2

@@ -19,24 +19,22 @@ from diffusers.models.autoencoders.autoencoder_kl_cosmos import CosmosSpatialAtt
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from cosmos_predict1.release import TOKENIZER
-
+from conftest import FIXTURES, first_case, fixture_cases, fixture_family, load_pt, max_relative_error
 from cosmos_predict1.diffusion.tokenizer import (
     FramewiseSpatialAttention,
     VideoTokenizer,
+    convert,
     diffusers_name,
     export_jit_pair,
     load_tokenizer,
     released_name,
 )
-from cosmos_predict1.diffusion.tokenizer import convert
 from cosmos_predict1.diffusion.tokenizer.attention import stock_spatial_attention
 from cosmos_predict1.diffusion.tokenizer.names import DECODER_FILE, ENCODER_FILE, released_file, released_tensors
 from cosmos_predict1.diffusion.tokenizer.video_tokenizer import IMAGE_STATISTICS, VIDEO_STATISTICS
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import TOKENIZER
 from cosmos_predict1.tiny_checkpoints import write_tokenizer
-
-from conftest import FIXTURES, first_case, fixture_cases, fixture_family, load_pt, max_relative_error
 
 FAMILY = FIXTURES / "tokenizer"
 RELEASED_STATISTICS = FAMILY / "Cosmos-Tokenize1-CV8x8x8-720p"
@@ -243,8 +241,7 @@ def _released_folder_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chang
     tensors = {name: t.detach().clone() for name, t in released_tensors(_tiny_vae()).items()}
     change(tensors)
     files = {
-        file: {k: t for k, t in tensors.items() if released_file(k) == file}
-        for file in (ENCODER_FILE, DECODER_FILE)
+        file: {k: t for k, t in tensors.items() if released_file(k) == file} for file in (ENCODER_FILE, DECODER_FILE)
     }
     monkeypatch.setattr(convert, "read_jit_state_dict", lambda path, *args: files[path.name])
     return folder
@@ -387,8 +384,11 @@ def test_cache_follows_file_content_not_path_or_time(
     assert encoder.stat().st_size == before.st_size
     second = load_tokenizer(folder, pixel_chunk_duration=9)
     assert len(reads) == 4 and len(list(cache.rglob("*.safetensors"))) == 2
-    changed = [name for name, t in second.vae.encoder.state_dict().items()
-               if not torch.equal(t, first.vae.encoder.state_dict()[name])]
+    changed = [
+        name
+        for name, t in second.vae.encoder.state_dict().items()
+        if not torch.equal(t, first.vae.encoder.state_dict()[name])
+    ]
     assert changed
 
 

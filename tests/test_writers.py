@@ -106,7 +106,9 @@ def test_one_frame_rule(tmp_path: Path) -> None:
 def test_layout_names() -> None:
     root = Path("out")
     frames = root / "gbuffer_frames"
-    assert layout.inverse_frame_path(root, "video1", 0, 56, "metallic", "jpg") == frames / "video1/0000.0056.metallic.jpg"
+    assert (
+        layout.inverse_frame_path(root, "video1", 0, 56, "metallic", "jpg") == frames / "video1/0000.0056.metallic.jpg"
+    )
     assert layout.inverse_frame_path(root, "a/b", 1, 2, "depth", "jpg") == frames / "a/b/0001.0002.depth.jpg"
     assert layout.inverse_frame_path(root, "a", 0, 0, "depth", "exr") == frames / "a/0000.0000.depth.exr"
     assert layout.inverse_frame_path(root, "a", 0, 0, "basecolor", "exr") == frames / "a/0000.0000.basecolor.png"

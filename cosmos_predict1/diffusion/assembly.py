@@ -17,7 +17,7 @@ from . import distributed
 from .networks import DiTConfig, build_network, context_parallel
 from .networks.acceleration import compile_blocks
 from .networks.fp8 import use_fp8
-from .options import ModelOptions, SamplingOptions, TOKENIZER_CHUNK
+from .options import TOKENIZER_CHUNK, ModelOptions, SamplingOptions
 from .renderer import Renderer
 from .tokenizer import VideoTokenizer, load_tokenizer
 
@@ -37,7 +37,9 @@ def compute_device(name: str) -> torch.device:
         device = torch.device("cuda", distributed.layout().local_rank)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is available; use --device cpu (practical for tiny models only).")
+            raise UserError(
+                "--device cuda: no CUDA GPU is available; use --device cpu (practical for tiny models only)."
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) present.")
     elif device.type != "cpu":

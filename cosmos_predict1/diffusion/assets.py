@@ -109,7 +109,9 @@ def hdri_file_info(asset: str, api: str = POLYHAVEN_FILES_API) -> RemoteFile:
         entry = listing["hdri"][HDRI_RESOLUTION]["hdr"]
         return RemoteFile(str(entry["url"]), int(entry["size"]), str(entry["md5"]).lower())
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise UserError(f"Cannot reach {url} to look up the HDRI {asset}: {_reason(err)}; check the connection.") from err
+        raise UserError(
+            f"Cannot reach {url} to look up the HDRI {asset}: {_reason(err)}; check the connection."
+        ) from err
     except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"{url}: unexpected answer ({type(err).__name__}: {err}); the Poly Haven API changed?") from err
 

@@ -26,7 +26,7 @@ def _lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def sample_latlong(texture: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``texture`` ``[H, W, C]`` at texture coordinates u (along columns), v (along rows) in any range → ``[..., C]``."""
+    """``texture`` ``[H, W, C]`` at texture coordinates u (along columns), v (along rows), any range → ``[..., C]``."""
     height, width = texture.shape[:2]
     x = (u - torch.floor(u)) * width - 0.5
     y = (v - torch.floor(v)) * height - 0.5
@@ -121,7 +121,12 @@ def pad_cubemap(cube: torch.Tensor) -> torch.Tensor:
         col = torch.clamp(torch.floor(s * resolution).long(), 0, resolution - 1)
         padded[face, r + 1, c + 1] = cube[target, row, col]
     last = resolution + 1
-    for corner_row, corner_col, step_row, step_col in ((0, 0, 1, 1), (0, last, 1, -1), (last, 0, -1, 1), (last, last, -1, -1)):
+    for corner_row, corner_col, step_row, step_col in (
+        (0, 0, 1, 1),
+        (0, last, 1, -1),
+        (last, 0, -1, 1),
+        (last, last, -1, -1),
+    ):
         neighbours = (
             padded[:, corner_row, corner_col + step_col]
             + padded[:, corner_row + step_row, corner_col]

@@ -187,7 +187,7 @@ def _nvdiffrast():
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """"torch" or "nvdiffrast": "auto" picks nvdiffrast on CUDA where it is installed."""
+    """ "torch" or "nvdiffrast": "auto" picks nvdiffrast on CUDA where it is installed."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
     on_cuda = torch.device(device).type == "cuda"

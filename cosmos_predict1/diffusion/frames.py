@@ -140,7 +140,9 @@ def as_rgb(image: np.ndarray, source: str) -> np.ndarray:
     elif image.dtype == np.bool_ or image.dtype.kind == "f":
         image = image.astype(np.float32)
     else:
-        raise UserError(f"Cannot read image {source}: unsupported pixel type {image.dtype}; convert it to 8 or 16 bits.")
+        raise UserError(
+            f"Cannot read image {source}: unsupported pixel type {image.dtype}; convert it to 8 or 16 bits."
+        )
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or not 1 <= image.shape[-1] <= 4 or min(image.shape[:2]) < 1:

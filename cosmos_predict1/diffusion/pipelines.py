@@ -83,7 +83,9 @@ def _frame_list(frames: Frames, what: str) -> tuple[list[np.ndarray], bool]:
             return [frames], True
         if frames.ndim == 4:
             return list(frames), False
-        raise UserError(f"{what}: expected [H, W, C], [T, H, W, C] or a list of frames, got shape {list(frames.shape)}.")
+        raise UserError(
+            f"{what}: expected [H, W, C], [T, H, W, C] or a list of frames, got shape {list(frames.shape)}."
+        )
     frames = list(frames)
     if not frames:
         raise UserError(f"{what}: no frames.")
@@ -188,9 +190,7 @@ class InversePipeline(_Pipeline):
     base = INVERSE_7B
     renderer_class = InverseRenderer
 
-    def prepare(
-        self, frames: Sequence[np.ndarray], options: FrameOptions, encodings: Sequence[str]
-    ) -> PreparedClip:
+    def prepare(self, frames: Sequence[np.ndarray], options: FrameOptions, encodings: Sequence[str]) -> PreparedClip:
         """RGB frames float32 ``[h, w, 3]`` (``frames.as_rgb``) → the model's input; one encoding per frame."""
         video = prepare_clip(frames, options, encodings)[None]
         return PreparedClip({"rgb": video}, clip_placement(options, frames[0].shape), options.output_size)
@@ -252,7 +252,9 @@ class InversePipeline(_Pipeline):
         unknown = [p for p in passes if p not in GBUFFER_INDEX]
         if unknown or not passes:
             choices = ", ".join(GBUFFER_INDEX)
-            raise UserError(f"passes: unknown pass {unknown[0]!r}; choose from {choices}." if unknown else "passes: none.")
+            raise UserError(
+                f"passes: unknown pass {unknown[0]!r}; choose from {choices}." if unknown else "passes: none."
+            )
         listed, single = _frame_list(frames, "frames")
         rgb = _as_model_frames(listed, "frames")
         options = FrameOptions(height=height, width=width, fit=fit, output_size=output_size)
@@ -439,5 +441,3 @@ class ForwardPipeline(_Pipeline):
         else:
             arrays = [_arrays(video, output, single) for video in decoded]
         return arrays[0] if isinstance(lighting, Lighting) or lighting is None else arrays
-
-

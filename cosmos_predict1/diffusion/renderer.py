@@ -228,7 +228,9 @@ class ForwardRenderer(Renderer):
         like = next(iter(present.values()))
         return torch.cat([_condition_block(present.get(name), like) for name in FORWARD_GBUFFER_KEYS], dim=1)
 
-    def encode_lighting(self, lighting: dict[str, torch.Tensor] | None, gbuffer_condition: torch.Tensor) -> torch.Tensor:
+    def encode_lighting(
+        self, lighting: dict[str, torch.Tensor] | None, gbuffer_condition: torch.Tensor
+    ) -> torch.Tensor:
         """The lighting part ``[1, 3·17, T', h, w]`` from env_ldr/env_log/env_nrm; None = no lighting (zeros).
 
         env_nrm (the per-pixel direction map) depends only on the frame size, so its latent is encoded once.
@@ -267,9 +269,7 @@ class ForwardRenderer(Renderer):
         """
         outputs: list[torch.Tensor] = []
         for batch in self.batches(len(lighting_conditions), gbuffer_condition.shape):
-            condition = torch.cat(
-                [torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch]
-            )
+            condition = torch.cat([torch.cat([gbuffer_condition, lighting_conditions[i]], dim=1) for i in batch])
             latents = self.sample(
                 condition, torch.cat([noises[i] for i in batch]), on_step=on_step, padding_mask=padding_mask, fps=fps
             )

@@ -8,8 +8,8 @@ dtype between steps and the Euler update runs in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -22,7 +22,9 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """F = denoiser(x_scaled, c_noise): x_scaled in the state dtype, c_noise a 0-dim tensor in the state dtype."""
 
 
-def karras_sigmas(num_steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
+def karras_sigmas(
+    num_steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO
+) -> torch.Tensor:
     """float32 ``[num_steps + 1]``: (σmax^(1/ρ) + k/(n−1)·(σmin^(1/ρ) − σmax^(1/ρ)))^ρ, then a final 0."""
     ramp = torch.linspace(0, 1, num_steps, dtype=torch.float32)
     min_inv_rho, max_inv_rho = sigma_min ** (1 / rho), sigma_max ** (1 / rho)

@@ -33,7 +33,9 @@ def stitched_frames(
     overlap the frames are blended with ``crossfade_weight``.
     """
     for frame in range(length):
-        covering = [(k, frame - k * step) for k in range(len(chunk_frames)) if 0 <= frame - k * step < len(chunk_frames[k])]
+        covering = [
+            (k, frame - k * step) for k in range(len(chunk_frames)) if 0 <= frame - k * step < len(chunk_frames[k])
+        ]
         (first, local_first), *rest = covering
         image = read(chunk_frames[first][local_first])
         if rest:

@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save_image", type=cli.str2bool, default=False, help="Also write per-frame JPEGs under relit_frames_XXXX/.")
     add("--dataset_path", type=str, default=None, help="The inverse renderer's gbuffer_frames folder.")
     add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
-    add("--resize_resolution", type=int, nargs="+", default=None, help="Resize to H W (or shorter side) before the crop.")
+    add(
+        "--resize_resolution",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Resize to H W (or shorter side) before the crop.",
+    )
     add("--use_custom_envmap", type=cli.str2bool, default=True, help="Light with an HDRI; False = random lighting.")
     add(
         "--envlight_ind",
@@ -66,8 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--env_strength", type=float, default=1.0, help="Multiplier of the HDRI's radiance.")
     add("--env_rotation", type=float, default=180.0, help="Horizontal rotation of the HDRI in degrees.")
     add("--env_flip", type=cli.str2bool, default=True, help="Mirror the HDRI horizontally (the original does).")
-    add("--rotate_light", type=cli.str2bool, default=False, help="Turn the lighting once around the vertical axis over the clip.")
-    add("--use_fixed_frame_ind", type=cli.str2bool, default=False, help="Use one G-buffer frame for every output frame.")
+    add(
+        "--rotate_light",
+        type=cli.str2bool,
+        default=False,
+        help="Turn the lighting once around the vertical axis over the clip.",
+    )
+    add(
+        "--use_fixed_frame_ind", type=cli.str2bool, default=False, help="Use one G-buffer frame for every output frame."
+    )
     add("--fixed_frame_ind", type=int, default=0, help="The frame used by --use_fixed_frame_ind.")
     add(
         "--camera_poses",
@@ -99,7 +112,9 @@ def requested_lightings(args: argparse.Namespace) -> tuple[Lighting, ...]:
     paths = [Path(p) for p in args.envlight_path] if args.envlight_path else None
     bundled = bundled_hdris() if args.use_custom_envmap and paths is None else None
     count = len(paths) if paths else len(ENV_LIGHT_PATH_LIST)
-    indices = args.envlight_ind if args.envlight_ind is not None else list(range(count if args.use_custom_envmap else 4))
+    indices = (
+        args.envlight_ind if args.envlight_ind is not None else list(range(count if args.use_custom_envmap else 4))
+    )
     if len(set(indices)) != len(indices):
         raise UserError("--envlight_ind: an index is listed twice.")
     hdri = {"strength": args.env_strength, "rotation": args.env_rotation, "flip": args.env_flip, "seed": args.seed}

@@ -51,10 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save_video", type=cli.str2bool, default=True, help="Write one video per clip and pass (.jpg for 1 frame).")
     add("--dataset_path", type=str, default=None, help="Folder of input images or video frames (searched recursively).")
     add("--overlap_n_frames", type=int, default=0, help="Frames shared by consecutive chunks of a clip.")
-    add("--chunk_mode", type=str, default="first", choices=["first", "all", "drop_last"], help="Which chunks to process.")
+    add(
+        "--chunk_mode",
+        type=str,
+        default="first",
+        choices=["first", "all", "drop_last"],
+        help="Which chunks to process.",
+    )
     add("--group_mode", type=str, default="folder", choices=["folder", "webdataset"], help="How files form clips.")
     add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
-    add("--resize_resolution", type=int, nargs="+", default=None, help="Resize to H W (or shorter side) before the crop.")
+    add(
+        "--resize_resolution",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Resize to H W (or shorter side) before the crop.",
+    )
     add(
         "--output_format",
         type=str,

@@ -44,7 +44,9 @@ class InverseJob(Job[data.WorkItem, str]):
         chunks = defaultdict(list)
         for item in self.items:
             chunks[item.clip_name].append(item)
-        self.stitched = {clip: items for clip, items in chunks.items() if options.output.stitch_chunks and len(items) > 1}
+        self.stitched = {
+            clip: items for clip, items in chunks.items() if options.output.stitch_chunks and len(items) > 1
+        }
         self.pipeline: InversePipeline | None = None
 
     # ------------------------------------------------------------------------------------------------ outputs
@@ -141,7 +143,9 @@ class InverseJob(Job[data.WorkItem, str]):
                 path = self.video_path(clip, name, length)
                 if clip in processed_clips or self.output.overwrite or not path.is_file():
                     files = [self.frame_paths(chunk, name) for chunk in chunks]
-                    signed = name == "normal" and layout.gbuffer_frame_suffix(self.options.output_format, name) == ".exr"
+                    signed = (
+                        name == "normal" and layout.gbuffer_frame_suffix(self.options.output_format, name) == ".exr"
+                    )
                     read = (lambda p: (read_image(p) + 1) / 2) if signed else read_image
                     write_stitched_video(path, files, step, length, self.output.fps, read)
                     log.info("Saved stitched video to %s", path)

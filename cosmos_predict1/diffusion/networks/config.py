@@ -82,7 +82,7 @@ class DiTConfig:
         """Extrapolation ratios of the per-block sin-cos embedding in (t, h, w) order."""
         return self.extra_t_extrapolation_ratio, self.extra_h_extrapolation_ratio, self.extra_w_extrapolation_ratio
 
-    def replace(self, **changes: Any) -> "DiTConfig":
+    def replace(self, **changes: Any) -> DiTConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -116,7 +116,7 @@ def load_config(model_dir: Path, base: DiTConfig) -> DiTConfig:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable JSON file ({err}); delete it or re-download the checkpoint.")
+        raise UserError(f"{path}: not a readable JSON file ({err}); delete it or re-download the checkpoint.") from err
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object.")
     if data.get("model_size", "7b") != "7b" and "net" not in data:

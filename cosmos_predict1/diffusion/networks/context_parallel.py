@@ -1,15 +1,16 @@
 """Context parallelism for the DiT (Ulysses style): the token sequence of one clip is split over a process group.
 
-``install`` sets this up on a built network. With P ranks in the group, rank r holds the N/P consecutive tokens ``[r·N/P, (r+1)·N/P)`` (t-major order) from the
-patch embedding to the final layer. Everything per token runs on that shard alone: patch embedding, the absolute
-embedding and RoPE (their tables are sliced to the same rows), norms, modulation, the uniform-context
-cross-attention shortcut, the MLP and the final layer. Only self-attention needs every token: an all-to-all turns
-(N/P tokens × all heads) into (all N tokens × heads/P), each rank runs SDPA on its heads, and a second all-to-all
-turns the result back. The final layer's output is all-gathered so every rank holds the whole prediction.
+``install`` sets this up on a built network. With P ranks in the group, rank r holds the N/P consecutive tokens
+``[r·N/P, (r+1)·N/P)`` (t-major order) from the patch embedding to the final layer. Everything per token runs on
+that shard alone: patch embedding, the absolute embedding and RoPE (their tables are sliced to the same rows),
+norms, modulation, the uniform-context cross-attention shortcut, the MLP and the final layer. Only self-attention
+needs every token: an all-to-all turns (N/P tokens × all heads) into (all N tokens × heads/P), each rank runs SDPA
+on its heads, and a second all-to-all turns the result back. The final layer's output is all-gathered so every rank
+holds the whole prediction.
 
-Constraints: P divides the head count (32 in the released models) and the token count N = T'·(H'/2)·(W'/2).
-Videos of 57 frames have T' = 8, so N divides by 2, 4 and 8 at every frame size; single images need
-(H/16)·(W/16) divisible by P.
+Constraints: P divides the head count (32 in the released models) and the token count N = T'·(H'/2)·(W'/2). Videos
+of 57 frames have T' = 8, so N divides by 2, 4 and 8 at every frame size; single images need (H/16)·(W/16) divisible
+by P.
 
 Per block and rank the all-to-alls move about 4·B·N·D·(P−1)/P² values (q, k, v out and the attention output back).
 """

@@ -2,8 +2,9 @@
 
 Every block's weights live in one flat pinned CPU buffer. Two GPU buffers ("slots") take turns: while block i runs
 in slot i mod 2, block i + 1 is already in the other slot and block i + 2 is copied into slot i mod 2 as soon as
-block i is done, on a separate CUDA stream (the last blocks prefetch the first ones for the next call). All other weights (patch embedding, timestep MLP, final layer: about
-1 % of the network) stay on the GPU. The arithmetic is unchanged: the same weights, the same kernels.
+block i is done, on a separate CUDA stream (the last blocks prefetch the first ones for the next call). All other
+weights (patch embedding, timestep MLP, final layer: about 1 % of the network) stay on the GPU. The arithmetic is
+unchanged: the same weights, the same kernels.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BlockStreamer:
         for module in network.children():
             if module is not network.blocks:
                 module.to(self.device)
-        for name, param in network.named_parameters(recurse=False):
+        for param in network.parameters(recurse=False):
             param.data = param.data.to(self.device)
         cuda = self.device.type == "cuda"
         self.host_views = []

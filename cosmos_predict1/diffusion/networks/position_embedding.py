@@ -22,7 +22,9 @@ def axis_split(width: int) -> tuple[int, int, int]:
     return width - 2 * spatial, spatial, spatial
 
 
-def _inverse_frequencies(dim: int, extrapolation_ratio: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _inverse_frequencies(
+    dim: int, extrapolation_ratio: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """ω_k = 1 / θ^(2k/dim), k < dim/2, θ = 10000·ntk, computed in ``dtype`` like the original's cast buffers."""
     exponents = (torch.arange(0, dim, 2, device=device)[: dim // 2].float() / dim).to(dtype)
     theta = 10000.0 * extrapolation_ratio ** (dim / (dim - 2))

@@ -46,9 +46,7 @@ class FramewiseSpatialAttention:
                 keys, values = _tokens(key[b, :, t], heads), _tokens(value[b, :, t], heads)
                 queries, target = _tokens(query[b, :, t], heads), out[b, :, t].view(channels, -1)
                 for start in range(0, queries.shape[1], self.query_block):
-                    block = F.scaled_dot_product_attention(
-                        queries[:, start : start + self.query_block], keys, values
-                    )
+                    block = F.scaled_dot_product_attention(queries[:, start : start + self.query_block], keys, values)
                     target[:, start : start + block.shape[1]] = block.transpose(0, 1).flatten(1).T
         del query, key, value
         return attn.to_out[1](attn.to_out[0](out)) + hidden_states

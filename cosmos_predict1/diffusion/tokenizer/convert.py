@@ -34,8 +34,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cosmos_predict1.diffusion.options import DIFFUSERS_TOKENIZER_WEIGHTS
-from cosmos_predict1.release import missing_file, redownload_hint
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import missing_file, redownload_hint
 from cosmos_predict1.safe_load import ArchiveUnpickler, ScriptObject, refusal
 
 from .names import (
@@ -70,9 +70,8 @@ def read_jit_state_dict(path: Path, allow_unsafe: bool = False) -> dict[str, tor
     except UserError:
         raise
     except Exception as err:  # a damaged archive fails in many ways (zip, pickle, records, code); all mean unreadable
-        raise UserError(
-            f"{path}: cannot be read as a TorchScript file ({type(err).__name__}); {redownload_hint(path.parent.parent)}"
-        ) from err
+        reason = f"cannot be read as a TorchScript file ({type(err).__name__})"
+        raise UserError(f"{path}: {reason}; {redownload_hint(path.parent.parent)}") from err
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,9 @@ def _parse_classes(source: str) -> dict[str, _ScriptClass]:
             current["restores_state"] = True
     return {
         name: _ScriptClass(
-            info["is_module"], info.get("parameters", frozenset()), info.get("buffers", frozenset()),
+            info["is_module"],
+            info.get("parameters", frozenset()),
+            info.get("buffers", frozenset()),
             info["restores_state"],
         )
         for name, info in found.items()
@@ -207,7 +208,9 @@ def check_tensors(found: Mapping[str, torch.Tensor], expected: Mapping[str, torc
         if items
     ]
     if problems:
-        raise UserError(f"{path}: not the expected tokenizer weights ({'; '.join(problems)}); {redownload_hint(path.parent.parent)}")
+        raise UserError(
+            f"{path}: not the expected tokenizer weights ({'; '.join(problems)}); {redownload_hint(path.parent.parent)}"
+        )
 
 
 def _meta_vae(config: Mapping[str, Any]) -> AutoencoderKLCosmos:

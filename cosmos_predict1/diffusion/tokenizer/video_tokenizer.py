@@ -201,7 +201,9 @@ def _read_statistics(path: Path, allow_unsafe: bool) -> Statistics:
         and all(isinstance(t, torch.Tensor) for t in pair)
         and pair[0].shape == pair[1].shape
     ):
-        raise UserError(f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path.parent.parent)}")
+        raise UserError(
+            f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path.parent.parent)}"
+        )
     return pair[0].float().flatten(), pair[1].float().flatten()
 
 
