@@ -8,18 +8,21 @@ context parallelism (under torchrun with ``--context_parallel_size``), FP8 layer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 
 from cosmos_predict1.errors import UserError
 
 from . import distributed
-from .networks import DiTConfig, build_network, context_parallel
-from .networks.acceleration import compile_blocks
+from .networks import DiffusionRendererDiT, DiTConfig, build_network, context_parallel
 from .networks.fp8 import use_fp8
 from .options import TOKENIZER_CHUNK, ModelOptions, SamplingOptions
 from .renderer import Renderer
-from .tokenizer import VideoTokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from .tokenizer import VideoTokenizer
 
 
 def compute_device(name: str) -> torch.device:
@@ -58,33 +61,28 @@ def load_renderer(
     options: ModelOptions,
     sampling: SamplingOptions,
     *,
-    compile_models: bool,
     clip_shape: Sequence[int] | None = None,
 ) -> Renderer:
-    """The renderer of ``options`` on its device, every switch applied.
+    """The renderer of ``options`` on its device, every switch applied but compilation (``Renderer.compile``, which
+    is decided from the planned work).
 
-    ``base``: the architecture ``config.json`` overrides (inverse or forward 7B). ``compile_models``: compile the DiT
-    blocks and the tokenizer. ``clip_shape`` (T, H, W): the frames a run will sample, checked against the
-    context-parallel group (if any) before anything is loaded.
+    ``base``: the architecture ``config.json`` overrides (inverse or forward 7B). ``clip_shape`` (T, H, W): the
+    frames a run will sample, checked against the context-parallel group (if any).
     """
     options.check_files()
     device = compute_device(options.device)
     dtype = model_dtype(device)
-    network = build_network(
-        options.network_dir,
-        base,
-        device="cpu" if options.offload_network else device,
-        dtype=dtype,
-        allow_pickle=options.allow_unsafe_checkpoint,
-    )
-    tokenizer = load_tokenizer(
-        options.tokenizer_dir,
-        device="cpu" if options.offload_tokenizer else device,
-        dtype=dtype,
-        pixel_chunk_duration=TOKENIZER_CHUNK,
-        allow_unsafe=options.allow_unsafe_checkpoint,
-    )
-    _install_context_parallel(network.config, network, tokenizer, clip_shape)
+    with ThreadPoolExecutor(1, "cosmos-tokenizer") as background:  # diffusers' import and the tokenizer overlap
+        tokenizer = background.submit(_load_tokenizer, options, device, dtype)
+        network = build_network(
+            options.network_dir,
+            base,
+            device="cpu" if options.offload_network else device,
+            dtype=dtype,
+            allow_pickle=options.allow_unsafe_checkpoint,
+        )
+        tokenizer = tokenizer.result()
+    _install_context_parallel(network, tokenizer, clip_shape)
     if options.fp8:
         use_fp8(network)
     renderer = renderer_class(
@@ -95,19 +93,29 @@ def load_renderer(
         offload_network=options.offload_network,
         offload_tokenizer=options.offload_tokenizer,
     )
-    if compile_models:
-        compile_blocks(network)
-        tokenizer.compile()
     return renderer
 
 
+def _load_tokenizer(options: ModelOptions, device: torch.device, dtype: torch.dtype) -> VideoTokenizer:
+    from .tokenizer import load_tokenizer  # imports diffusers: seconds, spent while the DiT loads
+
+    return load_tokenizer(
+        options.tokenizer_dir,
+        device="cpu" if options.offload_tokenizer else device,
+        dtype=dtype,
+        pixel_chunk_duration=TOKENIZER_CHUNK,
+        allow_unsafe=options.allow_unsafe_checkpoint,
+    )
+
+
 def _install_context_parallel(
-    config: DiTConfig, network: torch.nn.Module, tokenizer: VideoTokenizer, clip_shape: Sequence[int] | None
+    network: DiffusionRendererDiT, tokenizer: VideoTokenizer, clip_shape: Sequence[int] | None
 ) -> None:
     """Share each clip's tokens with this rank's context-parallel group (if any), after checking it can split them."""
     group = distributed.context_parallel_group()
     if group is None:
         return
+    config = network.config
     if clip_shape is not None:
         frames, height, width = clip_shape
         rows, cols = height // 8 // config.patch_spatial, width // 8 // config.patch_spatial

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
 
-from . import distributed
+from . import distributed, timing
 from .options import (
     FIT_MODES,
     OUTPUT_SIZES,
@@ -217,10 +217,12 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     prefix = f"[rank {distributed.launched_rank()}] " if distributed.launched_world_size() > 1 else ""
     logging.basicConfig(level=logging.INFO, format=prefix + "%(levelname)s: %(message)s")
     logging.captureWarnings(True)
-    start_time = time.perf_counter()
+    run_start = timing.start_run()
     try:
         job = start(args)
         from . import run_loop, writers  # the run's libraries, once the arguments are known to be good
+
+        timing.add("start-up", time.perf_counter() - run_start)
 
         place = distributed.setup(args.device, args.context_parallel_size)
         removed = writers.prepare_output_folder(job.output.folder)
@@ -237,9 +239,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
             return _fail(args, OUT_OF_MEMORY)
         return _fail(args, f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
     distributed.teardown()
-    elapsed = time.perf_counter() - start_time
+    elapsed = time.perf_counter() - run_start
     if place.is_main and len(summaries) == 1:
-        print(f"{summaries[0][1]} in {elapsed:.1f} s", file=sys.stderr)
+        print(f"{summaries[0][1]} in {elapsed:.1f} s ({timing.summary()})", file=sys.stderr)
     elif place.is_main:
         lines = [f"rank {rank}: {summary}" for rank, summary in summaries]
         print("\n".join([*lines, f"{place.world_size} ranks done in {elapsed:.1f} s"]), file=sys.stderr)

@@ -15,6 +15,7 @@ inputs give the same pixels through the API and through the scripts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 from . import fit
 from .assembly import load_renderer
+from .compilation import COSTS, Decision, PlannedWork, decide, is_warm
 from .envmap import EnvironmentMap
 from .frames import ENCODINGS, as_rgb, clip_placement, prepare_clip
 from .networks import FORWARD_7B, INVERSE_7B, DiTConfig
@@ -42,6 +44,7 @@ from .options import (
 from .renderer import ForwardRenderer, InverseRenderer, Renderer, work_item_noise
 from .writers import display_to_linear, frames_to_uint8, frames_to_unit
 
+log = logging.getLogger("cosmos_predict1")
 StepCallback = Callable[[int, torch.Tensor], None]
 Frames = np.ndarray | torch.Tensor | Sequence[np.ndarray]
 OUTPUT_TYPES = ("float", "uint8")
@@ -111,6 +114,33 @@ def _arrays(video: torch.Tensor, output: str, single: bool) -> np.ndarray:
     return array[0] if single else array
 
 
+def _report(decision: Decision, work: PlannedWork, network_warm: bool, tokenizer_warm: bool) -> None:
+    """One line per compiled model: from the cache, or for the first time and about how long that takes."""
+    models = (
+        ("DiT", decision.network, network_warm, len(work.dit_shapes()) * COSTS.dit_cold, decision.network_gain),
+        (
+            "tokenizer",
+            decision.tokenizer,
+            tokenizer_warm,
+            len(work.tokenizer_shapes()) * COSTS.tokenizer_cold,
+            decision.tokenizer_gain,
+        ),
+    )
+    for name, chosen, warm, first_time, gain in models:
+        if chosen and warm:
+            log.info("compiling the %s from the compile cache (saves about %.0f s)", name, gain)
+        elif chosen:
+            log.info(
+                "compiling the %s for the first time at these sizes: about %.0f s, kept in the compile cache "
+                "for later runs (saves about %.0f s here)",
+                name,
+                first_time,
+                gain,
+            )
+    if not (decision.network or decision.tokenizer):
+        log.info("not compiling: this run is too short for compiling to pay (--compile true forces it)")
+
+
 class _Pipeline:
     """Shared construction: a loaded renderer plus the options that say how frames meet it."""
 
@@ -155,7 +185,9 @@ class _Pipeline:
             allow_unsafe_checkpoint=allow_unsafe_checkpoint,
         )
         sampling = SamplingOptions(num_steps=num_steps, guidance=guidance, max_batch=max_batch)
-        return cls.from_options(options, sampling, compile_models=compile)
+        pipeline = cls.from_options(options, sampling)
+        pipeline.renderer.compile(network=compile, tokenizer=compile)
+        return pipeline
 
     @classmethod
     def from_options(
@@ -163,16 +195,40 @@ class _Pipeline:
         options: ModelOptions,
         sampling: SamplingOptions,
         *,
-        compile_models: bool = False,
         clip_shape: Sequence[int] | None = None,
         **extra: object,
     ):
         """Load from option values (the command line's way; see ``assembly.load_renderer``); ``extra`` goes to the
         constructor."""
-        renderer = load_renderer(
-            cls.renderer_class, cls.base, options, sampling, compile_models=compile_models, clip_shape=clip_shape
-        )
+        renderer = load_renderer(cls.renderer_class, cls.base, options, sampling, clip_shape=clip_shape)
         return cls(renderer, **extra)
+
+    def compile_for(self, work: PlannedWork, choice: bool | None) -> Decision:
+        """Compile what pays for ``work`` (``choice`` None; never on the CPU), or both models (True), or none."""
+        renderer = self.renderer
+        if choice is not None:
+            decision = Decision(choice, choice, 0.0, 0.0)
+        elif renderer.device.type != "cuda":
+            decision = Decision(False, False, 0.0, 0.0)
+        else:
+            network_warm = is_warm("dit", work.dit_shapes(), renderer.compile_identity("dit"))
+            tokenizer_warm = is_warm("tokenizer", work.tokenizer_shapes(), renderer.compile_identity("tokenizer"))
+            decision = decide(work, network_warm=network_warm, tokenizer_warm=tokenizer_warm)
+            _report(decision, work, network_warm, tokenizer_warm)
+        renderer.compile(decision.network, decision.tokenizer)
+        return decision
+
+    def planned_calls(self, clip_shape: Sequence[int], outputs: int, encodes: int) -> PlannedWork:
+        """The DiT and tokenizer calls of one clip of ``clip_shape`` (T, H, W) with ``outputs`` outputs sampled in
+        this pipeline's batches, its input encoded ``encodes`` times."""
+        latent = self.renderer.latent_shape(*clip_shape)
+        frames, height, width = clip_shape
+        factor = 2 if self.renderer.options.guidance > 0 else 1
+        dit, decodes = [], []
+        for batch in self.batches(outputs, clip_shape):
+            dit.append(((len(batch) * factor, *latent[1:]), self.renderer.options.num_steps))
+            decodes.append((len(batch), *latent[1:]))
+        return PlannedWork(tuple(dit), ((1, 3, frames, height, width),) * encodes, tuple(decodes))
 
     def batches(self, count: int, clip_shape: Sequence[int]) -> list[range]:
         """How ``count`` outputs of one clip of ``clip_shape`` (T, H, W) are split into sampling batches."""

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from . import sampler
+from . import compilation, sampler, timing
 from .networks import DiffusionRendererDiT
-from .networks.acceleration import attention_backends
+from .networks.acceleration import attention_backends, compile_blocks
 from .networks.offload import BlockStreamer
 from .options import GBUFFER_INDEX, MODEL_FPS, SamplingOptions
 
@@ -53,7 +54,11 @@ def normalize_normals(video: torch.Tensor) -> torch.Tensor:
 
 
 class Renderer:
-    """Shared machinery: device placement (with optional offloading), batched sampling and decoding."""
+    """Shared machinery: device placement (with optional offloading), batched sampling and decoding.
+
+    Work is timed by phase (``timing``); with ``compile``, the first call of a compiled model at a new input shape
+    counts as compiling, and is recorded as compiled for the next run's decision (``compilation``).
+    """
 
     def __init__(
         self,
@@ -74,6 +79,39 @@ class Renderer:
         if not offload_network:
             network.to(self.device)
         tokenizer.to("cpu" if offload_tokenizer else self.device)
+        self.compiled = {"dit": False, "tokenizer": False}
+        self._compiled_shapes: set[tuple] = set()
+
+    def compile(self, network: bool, tokenizer: bool) -> None:
+        """``torch.compile`` the DiT blocks and/or the tokenizer (kernels cached between runs, see ``compilation``)."""
+        if not (network or tokenizer):
+            return
+        compilation.use_cache_folder()
+        if network and compile_blocks(self.network):
+            self.compiled["dit"] = True
+        if tokenizer:
+            self.tokenizer.compile()
+            self.compiled["tokenizer"] = True
+
+    def compile_identity(self, model: str) -> dict:
+        """What a compiled model's kernels depend on besides the input shape (for ``compilation`` markers)."""
+        config = self.network.config if model == "dit" else self.tokenizer.vae.config
+        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return {"torch": torch.__version__, "device": gpu, "dtype": str(self.dtype), "config": repr(config)}
+
+    def _first_compiled_call(self, model: str, shape: tuple) -> bool:
+        return self.compiled[model] and (model, shape) not in self._compiled_shapes
+
+    def _timed_call(self, phase: str, model: str, shape: tuple, call: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``call()`` timed as ``phase``, or as "compiling" when it is a compiled model's first call at ``shape``."""
+        if not self._first_compiled_call(model, shape):
+            with timing.phase(phase, self.device):
+                return call()
+        with timing.phase("compiling", self.device):
+            out = call()
+        self._compiled_shapes.add((model, shape))
+        compilation.mark_warm(model, shape, self.compile_identity(model))
+        return out
 
     @contextlib.contextmanager
     def _tokenizer(self) -> Iterator[nn.Module]:
@@ -92,7 +130,8 @@ class Renderer:
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [−1, 1] → model latent ``[B, 16, T', H/8, W/8]`` in the model dtype."""
         with self._tokenizer() as tokenizer, torch.no_grad():
-            return tokenizer.encode(video.to(device=self.device, dtype=self.dtype))
+            video = video.to(device=self.device, dtype=self.dtype)
+            return self._timed_call("encoding", "tokenizer", ("encode", *video.shape), lambda: tokenizer.encode(video))
 
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
         """Latents ``[B, 16, T', h, w]`` → B videos ``[1, 3, T, H, W]`` in the model dtype, not clamped.
@@ -100,7 +139,8 @@ class Renderer:
         The model dtype is kept (bf16 on GPUs) so that the 8-bit conversion rounds exactly as the original's does.
         """
         with self._tokenizer() as tokenizer, torch.no_grad():
-            return list(tokenizer.decode(latents).split(1))
+            shape = ("decode", *latents.shape)
+            return list(self._timed_call("decoding", "tokenizer", shape, lambda: tokenizer.decode(latents)).split(1))
 
     def sample(
         self,
@@ -127,19 +167,31 @@ class Renderer:
         if padding_mask is not None:
             mask = padding_mask.to(self.device).expand(condition.shape[0], -1, -1, -1)
 
+        def evaluate(x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+            return self.network(x_in, c_noise, condition, fps=fps, context_index=index, padding_mask=mask)
+
         def denoise(x_scaled: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
             x_in = torch.cat([x_scaled, x_scaled]) if guidance > 0 else x_scaled
-            out = network(x_in, c_noise, condition, fps=fps, context_index=index, padding_mask=mask)
+            shape = tuple(x_in.shape)
+            if self._first_compiled_call("dit", shape):  # time the compilation on its own
+                before = time.perf_counter()
+                out = self._timed_call("sampling", "dit", shape, lambda: evaluate(x_in, c_noise))
+                compiling[0] += time.perf_counter() - before
+            else:
+                out = evaluate(x_in, c_noise)
             if guidance > 0:
                 conditional, unconditional = out.chunk(2)
                 return conditional + guidance * (conditional - unconditional)
             return out
 
-        network = self.network
+        compiling = [0.0]
         with attention_backends(self.device), torch.no_grad():
-            return sampler.sample(
-                denoise, noise.to(self.device), self.options.num_steps, dtype=self.dtype, on_step=on_step
-            )
+            with timing.phase("sampling", self.device):
+                latents = sampler.sample(
+                    denoise, noise.to(self.device), self.options.num_steps, dtype=self.dtype, on_step=on_step
+                )
+            timing.add("sampling", -compiling[0])  # that part was counted as compiling
+        return latents
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
         """The shape ``[1, 16, T', H/8, W/8]`` of one output's latent for ``frames`` frames of ``height × width``."""

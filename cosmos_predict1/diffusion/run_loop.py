@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import distributed
+from . import distributed, timing
 from .options import OutputOptions
 from .progress import Progress
 
@@ -58,6 +58,9 @@ class Job(ABC, Generic[Item, Output]):
     @abstractmethod
     def load(self) -> BatchRule:
         """Load the models; return how an item's outputs are batched."""
+
+    def begin(self, share: list[tuple[Item, list[Output]]]) -> None:
+        """Called once with this rank's share before the first item (e.g. to decide what to compile)."""
 
     @abstractmethod
     def read(self, item: Item) -> Any:
@@ -108,20 +111,23 @@ class _Background:
         self.writes: list[Future] = []
 
     def read(self, function: Callable, *args: Any) -> Future:
-        if self.reader is not None:
-            return self.reader.submit(function, *args)
-        future: Future = Future()
-        future.set_result(function(*args))
-        return future
+        return self._submit(self.reader, "reading", function, *args)
 
     def write(self, function: Callable, *args: Any) -> None:
         self.raise_failures()
-        if self.writer is not None:
-            self.writes.append(self.writer.submit(function, *args))
-        else:
-            future: Future = Future()
-            future.set_result(function(*args))
-            self.writes.append(future)
+        self.writes.append(self._submit(self.writer, "writing", function, *args))
+
+    @staticmethod
+    def _submit(pool: ThreadPoolExecutor | None, phase: str, function: Callable, *args: Any) -> Future:
+        def timed() -> Any:
+            with timing.phase(phase):
+                return function(*args)
+
+        if pool is not None:
+            return pool.submit(timed)
+        future: Future = Future()
+        future.set_result(timed())
+        return future
 
     def raise_failures(self) -> None:
         for future in self.writes:
@@ -149,7 +155,10 @@ def run(job: Job) -> str:
         if place.is_main:
             job.finish([])
         return f"Nothing to do: all outputs of {len(work)} {job.noun}(s) exist in {folder} (--overwrite redoes them)"
-    share = my_share(todo, job.load(), keep_items_whole=job.output.contact_sheet)
+    with timing.phase("loading"):
+        batches = job.load()
+    share = my_share(todo, batches, keep_items_whole=job.output.contact_sheet)
+    job.begin(share)
     background = _Background(BACKGROUND_IO)
     outputs_count = sum(len(outputs) for _, outputs in share)
     progress = Progress(len(share), outputs_count, job.num_steps, enabled=place.is_main)

@@ -17,6 +17,7 @@ import torch
 
 from cosmos_predict1.diffusion import data, layout
 from cosmos_predict1.diffusion.assembly import compute_device
+from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.envmap import load_camera_rotations
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
@@ -91,12 +92,21 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         options = self.options
         device = compute_device(options.model.device)
         environments = load_environments(options.lightings, device)  # a bad HDRI is reported before the models load
-        compile_models = options.model.compile if options.model.compile is not None else device.type == "cuda"
-        shape = (options.num_frames, options.frames.height, options.frames.width)
         self.pipeline = ForwardPipeline.from_options(
-            options.model, options.sampling, compile_models=compile_models, clip_shape=shape, environments=environments
+            options.model, options.sampling, clip_shape=self.clip_shape, environments=environments
         )
-        return lambda clip, count: self.pipeline.batches(count, shape)
+        return lambda clip, count: self.pipeline.batches(count, self.clip_shape)
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int]:
+        return (self.options.num_frames, self.options.frames.height, self.options.frames.width)
+
+    def begin(self, share: list[tuple[data.GBufferClip, list[Lighting]]]) -> None:
+        """Compile what pays for this share: per clip, its passes' encodes and its lightings' batches (each
+        lighting's three encodes happen once per run)."""
+        plans = [self.pipeline.planned_calls(self.clip_shape, len(lights), len(clip.passes)) for clip, lights in share]
+        lightings = self.pipeline.planned_calls(self.clip_shape, 0, 3 * len(self.options.lightings))
+        self.pipeline.compile_for(PlannedWork.combine([*plans, lightings]), self.options.model.compile)
 
     def read(self, clip: data.GBufferClip) -> PreparedClip:
         if clip.missing_passes:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from cosmos_predict1.diffusion import data, layout
+from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
 from cosmos_predict1.diffusion.options import InverseRunOptions
@@ -83,14 +84,20 @@ class InverseJob(Job[data.WorkItem, str]):
 
     # ------------------------------------------------------------------------------------------------ work
 
+    @property
+    def clip_shape(self) -> tuple[int, int, int]:
+        return (self.options.num_frames, self.options.frames.height, self.options.frames.width)
+
     def load(self) -> BatchRule:
-        options = self.options
-        compile_models = options.model.compile if options.model.compile is not None else options.model.device != "cpu"
-        shape = (options.num_frames, options.frames.height, options.frames.width)
         self.pipeline = InversePipeline.from_options(
-            options.model, options.sampling, compile_models=compile_models, clip_shape=shape
+            self.options.model, self.options.sampling, clip_shape=self.clip_shape
         )
-        return lambda item, count: self.pipeline.batches(count, shape)
+        return lambda item, count: self.pipeline.batches(count, self.clip_shape)
+
+    def begin(self, share: list[tuple[data.WorkItem, list[str]]]) -> None:
+        """Compile what pays for this share: per item, one encode and its passes' batches."""
+        plans = [self.pipeline.planned_calls(self.clip_shape, len(passes), encodes=1) for _, passes in share]
+        self.pipeline.compile_for(PlannedWork.combine(plans), self.options.model.compile)
 
     def read(self, item: data.WorkItem) -> PreparedClip:
         frames = [read_image(path) for path in item.paths]

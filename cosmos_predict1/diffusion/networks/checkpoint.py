@@ -21,6 +21,7 @@ from cosmos_predict1.safe_load import UNSAFE_OPTION, load_torch_file
 
 from .config import DiTConfig, load_config
 from .dit import DiffusionRendererDiT
+from .transfer import to_device
 
 # This implementation's key -> the original keys it is made of (concatenated along dim 0).
 _TOP_LEVEL = {
@@ -134,22 +135,22 @@ def load_network_weights(
     device: torch.device | str,
     dtype: torch.dtype,
 ) -> None:
-    """Fill ``model`` (possibly on the meta device) from released-name tensors; strict, one tensor at a time."""
-    targets = model.state_dict()
+    """Fill ``model`` (possibly on the meta device) from released-name tensors: all names and shapes are checked
+    first (strict), then the tensors are copied and cast (``transfer.to_device``)."""
     missing, mismatched, used = [], [], set()
-    weights: dict[str, torch.Tensor] = {}
-    for key, target in targets.items():
+    sources: list[tuple[str, list[torch.Tensor]]] = []
+    for key, target in model.state_dict().items():
         names = released_names(key)
         if any(name not in released for name in names):
             missing.extend(name for name in names if name not in released)
             continue
         parts = [released[name] for name in names]
         used.update(names)
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        if tensor.shape != target.shape:
-            mismatched.append(f"{'+'.join(names)} {list(tensor.shape)} (expected {list(target.shape)})")
+        shape = (sum(part.shape[0] for part in parts), *parts[0].shape[1:]) if parts[0].ndim else parts[0].shape
+        if tuple(shape) != tuple(target.shape) or any(part.shape[1:] != parts[0].shape[1:] for part in parts):
+            mismatched.append(f"{'+'.join(names)} {list(shape)} (expected {list(target.shape)})")
             continue
-        weights[key] = tensor.to(device=device, dtype=dtype)
+        sources.append((key, parts))
     unexpected = sorted(set(released) - used)
     if missing or mismatched or unexpected:
         problems = []
@@ -161,7 +162,7 @@ def load_network_weights(
             "model (inverse vs forward), and does config.json describe it? If so, the file is damaged: "
             f"{redownload_hint(Path(source).parent.parent)}."
         )
-    model.load_state_dict(weights, assign=True)
+    model.load_state_dict(to_device(sources, device, dtype), assign=True)
 
 
 def build_network(

@@ -1,7 +1,6 @@
 """The video tokenizer (Cosmos-Tokenize1-CV8x8x8-720p) on diffusers' ``AutoencoderKLCosmos``."""
 
 from .attention import FramewiseSpatialAttention
-from .convert import cache_dir
 from .export import export_jit_pair
 from .names import diffusers_name, released_name
 from .video_tokenizer import VideoTokenizer, load_tokenizer
@@ -9,7 +8,6 @@ from .video_tokenizer import VideoTokenizer, load_tokenizer
 __all__ = [
     "FramewiseSpatialAttention",
     "VideoTokenizer",
-    "cache_dir",
     "diffusers_name",
     "export_jit_pair",
     "load_tokenizer",

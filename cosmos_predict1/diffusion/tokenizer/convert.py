@@ -4,9 +4,9 @@ Two folder layouts are read:
 - released: ``encoder.jit`` + ``decoder.jit`` (TorchScript; only their tensors are used). They are read straight
   from the archives as data (:func:`read_jit_state_dict`): ``torch.jit.load`` would run the scripted classes'
   ``__setstate__`` code, so it is used only with ``allow_unsafe``. Renaming the tensors takes a while for the
-  full-size files, so they are cached as safetensors in :func:`cache_dir`, keyed by the SHA-256 of both files'
-  content; an entry whose metadata or content digest does not match is rebuilt, never used. The checkpoint folder
-  is never written.
+  full-size files, so they are cached as safetensors in the project's cache folder (``cosmos_predict1.cache``),
+  keyed by the SHA-256 of both files' content; an entry whose metadata or content digest does not match is
+  rebuilt, never used. The checkpoint folder is never written.
 - diffusers: ``config.json`` + ``diffusion_pytorch_model.safetensors``.
 Weights are checked strictly (every name, every shape) before anything is built.
 """
@@ -33,6 +33,7 @@ from diffusers.models.autoencoders.autoencoder_kl_cosmos import CosmosPatchEmbed
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from cosmos_predict1.cache import private_folder
 from cosmos_predict1.diffusion.options import DIFFUSERS_TOKENIZER_WEIGHTS
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import missing_file, redownload_hint
@@ -242,13 +243,6 @@ def build_vae(
     return vae.eval().requires_grad_(False)
 
 
-def cache_dir() -> Path:
-    """``$COSMOS_CACHE_DIR``, else ``$XDG_CACHE_HOME/cosmos_predict1``, else ``~/.cache/cosmos_predict1``."""
-    if os.environ.get("COSMOS_CACHE_DIR"):
-        return Path(os.environ["COSMOS_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cosmos_predict1"
-
-
 def _file_digest(path: Path) -> str:
     """Hex SHA-256 of a file's content, read in 16 MiB chunks."""
     digest = hashlib.sha256()
@@ -274,7 +268,7 @@ def _cache_entry(sources: list[Path], allow_unsafe: bool) -> tuple[Path, str]:
     reader = "torch.jit.load" if allow_unsafe else "archive data"
     identity = json.dumps([_CACHE_FORMAT, reader, {path.name: _file_digest(path) for path in sources}])
     key = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    return cache_dir() / "tokenizer" / f"{key}.safetensors", identity
+    return private_folder("tokenizer") / f"{key}.safetensors", identity
 
 
 def _read_cache(path: Path, identity: str) -> dict[str, torch.Tensor] | None:
@@ -301,7 +295,6 @@ def _write_cache(path: Path, identity: str, state: Mapping[str, torch.Tensor]) -
     tensors = {name: t.contiguous() for name, t in state.items()}
     metadata = {"identity": identity, "content": _content_digest(tensors)}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         os.close(handle)
         try:
