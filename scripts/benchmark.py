@@ -1,11 +1,15 @@
-"""GPU benchmark of the renderers with 7B-sized random weights made on the GPU (no checkpoint files needed).
+"""GPU benchmark of the renderers with 7B-sized random weights (no released checkpoint needed).
 
     python scripts/benchmark.py --json BENCHMARKS.json --markdown BENCHMARKS.md
 
 Measures, in one run: the GPU's ceilings (a large bf16 matmul; SDPA at the DiT's shape) and from them the floor of
-one DiT step; our DiT step at 1 and 57 frames of 704×1280 next to diffusers' CosmosTransformer3DModel (same 7B
-architecture) as the anchor; whole runs (image inverse with 5 passes, 57-frame inverse with 5 passes, 57-frame
-forward with one HDRI) with peak GPU memory, also with the offload options. ``--cases`` picks a subset.
+one DiT step; our DiT step at 1 frame (batch 1 and 5) and 57 frames of 704×1280 next to diffusers'
+CosmosTransformer3DModel (same 7B architecture) as the anchor, eager and at its strongest (each transformer block
+compiled, cuDNN attention); whole runs in one process (image inverse with 5 passes, 57-frame inverse with 5 passes,
+57-frame forward with one HDRI) with peak GPU memory, also with the offload options; and (``--cases cli``) the
+command-line scripts as users run them: subprocesses on 7B-size random checkpoints written in the released layout
+(float32 ``model.pt``, full-size tokenizer), timed from process start to the last output file with the caches
+emptied first ("cold") and again ("warm"). ``--cases`` picks a subset.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import argparse
 import datetime
 import gc
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,6 +45,7 @@ from cosmos_predict1.diffusion.renderer import ForwardRenderer, InverseRenderer,
 
 HEIGHT, WIDTH = 704, 1280
 FRAMES = {"1 frame": 1, "57 frames": 57}
+STEPS = (("1 frame", 1, 1), ("1 frame, batch 5", 1, 5), ("57 frames", 57, 1))  # (label, frames, batch)
 CASES = (
     "ceilings",
     "steps",
@@ -46,7 +56,9 @@ CASES = (
     "video_inverse",
     "video_forward",
     "offload",
+    "cli",
 )
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -180,28 +192,24 @@ def floor_seconds(context: dict, config: DiTConfig, frames: int, batch: int) -> 
 
 
 def bench_steps(records: list[Record], context: dict) -> None:
+    """Our DiT step, eager and compiled, at each of ``STEPS``."""
     network = random_network(INVERSE_7B)
-    index = torch.tensor([3], device="cuda")
+    t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
     results = {}
     for compiled in (False, True):
         if compiled:
             compile_blocks(network)
-        for label, frames in FRAMES.items():
-            x, c = latent_inputs(network.config, frames, 1)
-            t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
+        for label, frames, batch in STEPS:
+            x, c = latent_inputs(network.config, frames, batch)
+            index = torch.arange(batch, device="cuda") % 5
             with attention_backends(torch.device("cuda")), torch.no_grad():
                 reset_peak()
                 seconds = timed(partial(network, x, t, c, context_index=index), 5 if frames > 1 else 20, 3)
-                results[(compiled, label)] = seconds
-                records.append(
-                    Record(
-                        f"DiT step, inverse, {label}, {'compiled' if compiled else 'eager'}",
-                        seconds,
-                        floor_seconds(context, network.config, frames, 1) if "matmul_tflops" in context else None,
-                        peak_gib=peak_gib(),
-                    )
-                )
-    context["our_steps"] = {label: min(results[(c, label)] for c in (False, True)) for label in FRAMES}
+            results[(compiled, label)] = seconds
+            floor = floor_seconds(context, network.config, frames, batch) if "matmul_tflops" in context else None
+            kind = "compiled" if compiled else "eager"
+            records.append(Record(f"DiT step, inverse, {label}, {kind}", seconds, floor, peak_gib=peak_gib()))
+    context["our_steps"] = {label: results[(True, label)] for label, _, _ in STEPS}
     del network
     torch.cuda.empty_cache()
 
@@ -232,6 +240,8 @@ def bench_fp8(records: list[Record], context: dict) -> None:
 
 
 def bench_anchor(records: list[Record], context: dict) -> None:
+    """diffusers' CosmosTransformer3DModel at each of ``STEPS``: eager, then at its strongest (every transformer
+    block compiled, cuDNN attention first); our compiled step is compared with the strongest."""
     from diffusers import CosmosTransformer3DModel
 
     with torch.device("meta"):
@@ -241,27 +251,29 @@ def bench_anchor(records: list[Record], context: dict) -> None:
         for param in anchor.parameters():
             param.normal_(0, 0.02)
     anchor.eval().requires_grad_(False)
-    for label, frames in FRAMES.items():
-        x, c = latent_inputs(INVERSE_7B, frames, 1)
-        inputs = torch.cat([x, c], dim=1)
-        context_tokens = torch.randn(1, 512, 1024, device="cuda", dtype=torch.bfloat16)
-        mask = torch.zeros(1, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)
-        t = torch.tensor([0.5], device="cuda", dtype=torch.bfloat16)
-        with torch.no_grad():
-            seconds = timed(
-                partial(anchor, inputs, t, context_tokens, fps=24, padding_mask=mask), 5 if frames > 1 else 20, 2
+    for strongest in (False, True):
+        if strongest:
+            for block in anchor.transformer_blocks:
+                block.compile(dynamic=False)
+        for label, frames, batch in STEPS:
+            x, c = latent_inputs(INVERSE_7B, frames, batch)
+            inputs = torch.cat([x, c], dim=1)
+            context_tokens = torch.randn(batch, 512, 1024, device="cuda", dtype=torch.bfloat16)
+            mask = torch.zeros(batch, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)
+            t = torch.full((batch,), 0.5, device="cuda", dtype=torch.bfloat16)
+            call = partial(anchor, inputs, t, context_tokens, fps=24, padding_mask=mask)
+            with torch.no_grad(), attention_backends(torch.device("cuda" if strongest else "cpu")):
+                seconds = timed(call, 5 if frames > 1 else 20, 3)
+            ours = context.get("our_steps", {}).get(label)
+            kind = "compiled blocks + cuDNN attention" if strongest else "eager"
+            note = f"ours {ours:.3f} s = {ours / seconds:.2f} ×" if ours else ""
+            records.append(
+                Record(f"diffusers CosmosTransformer3DModel step, {label}, {kind} (anchor)", seconds, note=note)
             )
-        ours = context.get("our_steps", {}).get(label)
-        records.append(
-            Record(
-                f"diffusers CosmosTransformer3DModel step, {label} (anchor)",
-                seconds,
-                note=f"ours {ours:.3f} s" if ours else "",
-            )
-        )
-        for record in records:
-            if record.name.startswith("DiT step") and label in record.name:
-                record.anchor_seconds = seconds
+            ours_names = {f"DiT step, inverse, {label}, {kind}" for kind in ("eager", "compiled")}
+            for record in records:
+                if strongest and record.name in ours_names:
+                    record.anchor_seconds = seconds
     del anchor
     torch.cuda.empty_cache()
 
@@ -402,6 +414,124 @@ def profile_steps() -> None:
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
 
 
+# ---------------------------------------------------------------- the command line, as users run it
+
+CLI_SCRIPTS = {
+    "inverse": "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py",
+    "forward": "cosmos_predict1/diffusion/inference/inference_forward_renderer.py",
+}
+SUMMARY = re.compile(r"in [0-9.]+ s \((?P<phases>.*)\)\s*$")
+WORK_PHASES = ("sampling", "encoding", "decoding")  # the DiT and tokenizer work: the floor of a whole command
+
+
+def write_release_checkpoints(folder: Path) -> None:
+    """7B-size random checkpoints in the released layout: per renderer a float32 ``model.pt`` (flat ``net.*`` state
+    dict), and the full-size tokenizer as a bf16 TorchScript pair with statistics files. Kept across calls."""
+    from diffusers import AutoencoderKLCosmos
+
+    from cosmos_predict1.diffusion.networks import to_released_state_dict
+    from cosmos_predict1.diffusion.tokenizer import export_jit_pair
+    from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+
+    complete = folder / ".complete"
+    if complete.is_file():
+        return
+    for name, config in ((INVERSE_MODEL, INVERSE_7B), (FORWARD_MODEL, FORWARD_7B)):
+        network = random_network(config)
+        state = {key: value.float().cpu() for key, value in to_released_state_dict(network.state_dict()).items()}
+        del network
+        torch.cuda.empty_cache()
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        torch.save(state, folder / name / "model.pt")
+        del state
+    vae = AutoencoderKLCosmos(latents_mean=None, latents_std=None).to("cuda", torch.bfloat16).eval()
+    export_jit_pair(vae, folder / TOKENIZER)
+    generator = torch.Generator().manual_seed(0)
+    mean, std = 0.05 * torch.randn(256, generator=generator), 0.5 + 0.5 * torch.rand(256, generator=generator)
+    torch.save((mean, std), folder / TOKENIZER / "mean_std.pt")
+    torch.save((mean[::16].clone(), std[::16].clone()), folder / TOKENIZER / "image_mean_std.pt")
+    del vae
+    torch.cuda.empty_cache()
+    complete.touch()
+
+
+def run_command(script: str, args: list[str], cache: Path, cold: bool) -> tuple[float, dict[str, float]]:
+    """Wall seconds of ``python <script> <args>`` from process start to exit (its last file is written before it
+    exits), and the phases its summary line reports. ``cold`` empties the cache folder first."""
+    if cold:
+        shutil.rmtree(cache, ignore_errors=True)
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    }
+    env.update(COSMOS_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, script, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = done.stderr.strip().splitlines()
+    if done.returncode or not lines:
+        raise RuntimeError(f"{script} failed ({done.returncode}): {' | '.join(lines[-5:])}")
+    match = SUMMARY.search(lines[-1])
+    phases = {}
+    if match:
+        for part in match["phases"].split(", "):
+            name, value, _ = part.rsplit(" ", 2)
+            phases[name] = float(value)
+    print(f"  {Path(script).stem} {' '.join(args[-4:])}: {wall:.1f} s | {lines[-1]}", file=sys.stderr, flush=True)
+    return wall, phases
+
+
+def cli_record(name: str, wall: float, phases: dict[str, float]) -> Record:
+    work = sum(phases.get(phase, 0.0) for phase in WORK_PHASES)
+    note = "; ".join(f"{phase} {value:.1f} s" for phase, value in phases.items())
+    return Record(name, wall, work or None, note=note)
+
+
+def bench_cli(records: list[Record], workdir: Path, checkpoint_dir: Path | None, device: str) -> None:
+    """The README's commands as subprocesses: cold (empty caches) and warm, on the bundled inputs."""
+    checkpoints = checkpoint_dir or workdir / "checkpoints"
+    if checkpoint_dir is None:
+        started = time.perf_counter()
+        write_release_checkpoints(checkpoints)
+        print(f"  checkpoints ready in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    cache, inputs, outputs = workdir / "cache", workdir / "inputs", workdir / "outputs"
+    shutil.rmtree(inputs, ignore_errors=True)
+    shutil.rmtree(outputs, ignore_errors=True)
+    images = REPO_ROOT / "asset/examples/image_examples"
+    (inputs / "one_image").mkdir(parents=True)
+    shutil.copy(images / "image_1.jpg", inputs / "one_image")
+    subprocess.run(
+        [sys.executable, "scripts/dataproc_extract_frames_from_video.py", "--input_folder",
+         str(REPO_ROOT / "asset/examples/video_examples"), "--output_folder", str(inputs / "clips"), "--frame_rate",
+         "24", "--resize", "1280x704", "--max_frames=57"],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(inputs / "clips" / "video2")  # one clip
+    common = ["--checkpoint_dir", str(checkpoints), "--device", device]
+    image = ["--num_video_frames", "1", "--group_mode", "webdataset", "--save_video=False"]
+    cases = [
+        ("cli: inverse, 1 image, cold", "inverse", [*image, "--dataset_path", str(inputs / "one_image")], True),
+        ("cli: inverse, 1 image, warm", "inverse", [*image, "--dataset_path", str(inputs / "one_image")], False),
+        ("cli: inverse, 5 images, cold", "inverse", [*image, "--dataset_path", str(images)], True),
+        (
+            "cli: inverse, 57-frame clip, cold",
+            "inverse",
+            ["--num_video_frames", "57", "--group_mode", "folder", "--dataset_path", str(inputs / "clips")],
+            True,
+        ),
+        (
+            "cli: forward, 1 image × 4 HDRIs, cold",
+            "forward",
+            ["--num_video_frames", "1", "--envlight_ind", "0", "1", "2", "3", "--use_custom_envmap=True",
+             "--dataset_path", str(outputs / "0" / "gbuffer_frames")],
+            True,
+        ),
+    ]  # fmt: skip
+    for index, (name, script, args, cold) in enumerate(cases):
+        folder = ["--video_save_folder", str(outputs / str(index))]
+        wall, phases = run_command(CLI_SCRIPTS[script], [*common, *args, *folder], cache, cold)
+        records.append(cli_record(name, wall, phases))
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -453,13 +583,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="Write the table as Markdown.")
     parser.add_argument("--profile", action="store_true", help="Print the top GPU kernels of one compiled DiT step.")
     parser.add_argument("--tokenizer_variants", action="store_true", help="Also time a torch.compile'd tokenizer.")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "cosmos_benchmark",
+        help="Folder for the cli case's checkpoints (about 53 GiB, kept between runs), inputs, outputs and caches.",
+    )
+    parser.add_argument(
+        "--checkpoint_dir", type=Path, default=None, help="cli case: use these checkpoints instead of random 7B ones."
+    )
+    parser.add_argument("--device", default="cuda", help="cli case: the scripts' --device.")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("error: the benchmark needs a CUDA GPU", file=sys.stderr)
+    cpu_cli_check = args.cases == ["cli"] and args.device == "cpu" and args.checkpoint_dir is not None
+    if not torch.cuda.is_available() and not cpu_cli_check:
+        print("error: the benchmark needs a CUDA GPU (only --cases cli --device cpu --checkpoint_dir runs without)")
         return 2
     torch.backends.cuda.matmul.allow_tf32 = True
     environment = {
-        "gpu": torch.cuda.get_device_name(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "date": datetime.date.today().isoformat(),
@@ -481,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         "video_inverse": lambda: bench_inverse(records, context, 57),
         "video_forward": lambda: bench_forward(records, context),
         "offload": lambda: bench_inverse(records, context, 57, offload=True),
+        "cli": lambda: bench_cli(records, args.workdir, args.checkpoint_dir, args.device),
     }
     for case in CASES:
         if case in args.cases:

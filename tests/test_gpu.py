@@ -99,3 +99,15 @@ def test_compiled_tokenizer_equals_eager_in_bf16() -> None:
     errors = (relative_rms(tokenizer.encode(video), latent), relative_rms(tokenizer.decode(latent), decoded))
     print(f"compiled tokenizer vs eager, bf16 relative RMS: encode {errors[0]:.2e}, decode {errors[1]:.2e}")
     assert max(errors) < 2e-2
+
+
+def test_staged_transfer_equals_a_plain_copy() -> None:
+    from cosmos_predict1.diffusion.networks.transfer import to_device
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = [(f"t{i}", [torch.randn(64 + i, 48, generator=generator) for _ in range(1 + i % 3)]) for i in range(40)]
+    tensors.append(("scalar-like", [torch.randn(7, generator=generator)]))
+    moved = to_device(tensors, "cuda", torch.bfloat16)
+    for name, parts in tensors:
+        expected = torch.cat(parts).to("cuda", torch.bfloat16)
+        assert moved[name].dtype == torch.bfloat16 and torch.equal(moved[name], expected), name
