@@ -191,12 +191,12 @@ def floor_seconds(context: dict, config: DiTConfig, frames: int, batch: int) -> 
     return linear / (context["matmul_tflops"] * 1e12) + attention / (context[f"sdpa_tflops_{label}"] * 1e12)
 
 
-def bench_steps(records: list[Record], context: dict) -> None:
-    """Our DiT step, eager and compiled, at each of ``STEPS``."""
+def bench_steps(records: list[Record], context: dict, eager: bool) -> None:
+    """Our DiT step, compiled (and eager with ``eager``), at each of ``STEPS``."""
     network = random_network(INVERSE_7B)
     t = torch.tensor(0.5, device="cuda", dtype=torch.bfloat16)
     results = {}
-    for compiled in (False, True):
+    for compiled in (False, True) if eager else (True,):
         if compiled:
             compile_blocks(network)
         for label, frames, batch in STEPS:
@@ -263,7 +263,7 @@ def bench_anchor(records: list[Record], context: dict) -> None:
             t = torch.full((batch,), 0.5, device="cuda", dtype=torch.bfloat16)
             call = partial(anchor, inputs, t, context_tokens, fps=24, padding_mask=mask)
             with torch.no_grad(), attention_backends(torch.device("cuda" if strongest else "cpu")):
-                seconds = timed(call, 5 if frames > 1 else 20, 3)
+                seconds = timed(call, 3 if frames > 1 else 10, 1)
             ours = context.get("our_steps", {}).get(label)
             kind = "compiled blocks + cuDNN attention" if strongest else "eager"
             note = f"ours {ours:.3f} s = {ours / seconds:.2f} ×" if ours else ""
@@ -422,6 +422,7 @@ CLI_SCRIPTS = {
 }
 SUMMARY = re.compile(r"in [0-9.]+ s \((?P<phases>.*)\)\s*$")
 WORK_PHASES = ("sampling", "encoding", "decoding")  # the DiT and tokenizer work: the floor of a whole command
+CLI_TIMEOUT_S = 300
 
 
 def write_release_checkpoints(folder: Path) -> None:
@@ -465,7 +466,9 @@ def run_command(script: str, args: list[str], cache: Path, cold: bool) -> tuple[
     }
     env.update(COSMOS_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1")
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, script, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    print(f"  running {Path(script).stem} {' '.join(args[-4:])}", file=sys.stderr, flush=True)
+    command = [sys.executable, script, *args]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
     wall = time.perf_counter() - start
     lines = done.stderr.strip().splitlines()
     if done.returncode or not lines:
@@ -593,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint_dir", type=Path, default=None, help="cli case: use these checkpoints instead of random 7B ones."
     )
     parser.add_argument("--device", default="cuda", help="cli case: the scripts' --device.")
+    parser.add_argument("--eager_steps", action="store_true", help="steps case: also time the uncompiled step.")
     args = parser.parse_args(argv)
     cpu_cli_check = args.cases == ["cli"] and args.device == "cpu" and args.checkpoint_dir is not None
     if not torch.cuda.is_available() and not cpu_cli_check:
@@ -614,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     context: dict = {}
     steps = {
         "ceilings": lambda: bench_ceilings(records, context),
-        "steps": lambda: bench_steps(records, context),
+        "steps": lambda: bench_steps(records, context, eager=args.eager_steps),
         "anchor": lambda: bench_anchor(records, context),
         "fp8": lambda: bench_fp8(records, context),
         "tokenizer": lambda: bench_tokenizer(records, context, variants=args.tokenizer_variants),
@@ -630,18 +634,19 @@ def main(argv: list[str] | None = None) -> int:
             steps[case]()
             release()
             print(f"[{case}] done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    table = markdown(records, environment)
-    print(table)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"environment": environment, "context": context, "records": [asdict(r) for r in records]}, indent=2
-            )
-            + "\n"
-        )
-    if args.markdown:
-        args.markdown.write_text(table)
+            write_reports(args.json, args.markdown, environment, context, records)  # partial results survive a stop
+    print(markdown(records, environment))
     return 0
+
+
+def write_reports(
+    json_path: Path | None, markdown_path: Path | None, environment: dict, context: dict, records: list[Record]
+) -> None:
+    if json_path:
+        report = {"environment": environment, "context": context, "records": [asdict(r) for r in records]}
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if markdown_path:
+        markdown_path.write_text(markdown(records, environment))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ and casts it there; a buffer is reused once its copy is done. On the CPU the ten
 from __future__ import annotations
 
 import collections
-import queue
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -33,44 +31,51 @@ def to_device(
     if device.type != "cuda":
         return {name: _joined(parts).to(device=device, dtype=dtype) for name, parts in tensors}
     largest = max(sum(part.numel() * part.element_size() for part in parts) for _, parts in tensors)
-    free: queue.Queue[torch.Tensor | None] = queue.Queue()
-    for _ in range(min(STAGING_BUFFERS, len(tensors))):
-        free.put(torch.empty(largest, dtype=torch.uint8, pin_memory=True))
-
-    def stage(parts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        buffer = free.get()
-        if buffer is None:  # the transfer was abandoned
-            return None
-        shape = (sum(part.shape[0] for part in parts), *parts[0].shape[1:])
-        host = buffer[: _numel(shape) * parts[0].element_size()].view(parts[0].dtype).view(shape)
-        torch.cat(list(parts), dim=0, out=host) if len(parts) > 1 else host.copy_(parts[0])
-        return buffer, host
-
+    free = collections.deque(
+        torch.empty(largest, dtype=torch.uint8, pin_memory=True) for _ in range(min(STAGING_BUFFERS, len(tensors)))
+    )
     stream = torch.cuda.Stream(device)
+    staged: collections.deque[tuple[str, Future]] = collections.deque()  # in order, each with its own buffer
     in_flight: collections.deque[tuple[torch.cuda.Event, torch.Tensor]] = collections.deque()
+    upcoming = iter(tensors)
     result = {}
-    pool = ThreadPoolExecutor(READERS, "cosmos-weights")
-    try:
-        staged = [pool.submit(stage, parts) for _, parts in tensors]
-        for (name, _), future in zip(tensors, staged):
-            while True:  # hand back finished buffers, or the readers would wait for them forever
-                try:
-                    buffer, host = future.result(timeout=0.002)
-                    break
-                except FutureTimeout:
-                    if in_flight:
-                        event, done = in_flight.popleft()
-                        event.synchronize()
-                        free.put(done)
+    with ThreadPoolExecutor(READERS, "cosmos-weights") as pool:
+
+        def stage_more() -> None:
+            """Give every free buffer to the next tensor (in order, so no reader ever waits for a buffer)."""
+            while free:
+                entry = next(upcoming, None)
+                if entry is None:
+                    return
+                staged.append((entry[0], pool.submit(_stage, entry[1], free.popleft())))
+
+        stage_more()
+        while staged:
+            name, future = staged.popleft()
+            buffer, host = future.result()
             with torch.cuda.stream(stream):
                 result[name] = host.to(device, non_blocking=True).to(dtype)
                 in_flight.append((stream.record_event(), buffer))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for _ in range(READERS):  # readers still waiting for a buffer end at once
-            free.put(None)
+            while in_flight and in_flight[0][0].query():  # buffers whose copies are done are free again
+                free.append(in_flight.popleft()[1])
+            if not free and len(staged) < READERS and in_flight:  # the readers would run dry: wait for the oldest
+                event, done = in_flight.popleft()
+                event.synchronize()
+                free.append(done)
+            stage_more()
     stream.synchronize()
     return result
+
+
+def _stage(parts: Sequence[torch.Tensor], buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The parts concatenated into ``buffer`` (pinned, large enough): (buffer, the tensor view of it)."""
+    shape = (sum(part.shape[0] for part in parts), *parts[0].shape[1:]) if parts[0].ndim else parts[0].shape
+    host = buffer[: _numel(shape) * parts[0].element_size()].view(parts[0].dtype).view(shape)
+    if len(parts) > 1:
+        torch.cat(list(parts), dim=0, out=host)
+    else:
+        host.copy_(parts[0])
+    return buffer, host
 
 
 def _joined(parts: Sequence[torch.Tensor]) -> torch.Tensor:
