@@ -13,11 +13,11 @@ import argparse
 import logging
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cosmos_predict1.boundary import failure, report
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
 
@@ -39,11 +39,7 @@ log = logging.getLogger("cosmos_predict1")
 
 NO_EFFECT = "Accepted for compatibility with the original; has no effect in the renderers."
 FRAME_CHOICES = [8 * n + 1 for n in range(16)] + [10, 117]  # what the original's parser offers
-OUT_OF_MEMORY_SIGNS = ("CUDA out of memory", "CUDA error: out of memory", "_ALLOC_FAILED")  # in RuntimeErrors
-OUT_OF_MEMORY = (
-    "error: the GPU ran out of memory; retry with a smaller --max_batch (down to 1) and/or "
-    "--offload_diffusion_transformer --offload_tokenizer (finished outputs are kept)."
-)
+INTERRUPTED = "interrupted: finished outputs are kept; rerun the same command to do the rest."
 
 
 def str2bool(value: str | bool) -> bool:
@@ -207,8 +203,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     line on stderr; returns the exit code.
 
     0 = done; 1 = an internal error (a bug; --debug shows the traceback); 2 = a problem the user can fix (the message
-    says how); 130 = interrupted (rerun to resume). Before the run, the output folder is checked and temporary files
-    of killed earlier runs are removed from it; the run's one-line summary is printed at the end.
+    says how); 130 = interrupted (rerun to resume): ``cosmos_predict1.boundary``'s mapping, which the helper scripts
+    share. Before the run, the output folder is checked and temporary files of killed earlier runs are removed from
+    it; the run's one-line summary is printed at the end.
 
     Under torchrun every rank runs this; rank 0 prints the summaries of the ranks that wrote files, after all ranks
     are done. A rank that fails exits with its code without waiting, and torchrun then stops the others.
@@ -228,14 +225,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
             log.info("Removed %d temporary file(s) left in %s by an interrupted run", removed, job.output.folder)
         distributed.barrier()  # no rank writes before every rank has cleared old temporary files
         summaries = distributed.writer_summaries(run_loop.run(job))
-    except UserError as err:
-        return _fail(args, f"error: {err}")
-    except KeyboardInterrupt:
-        return _fail(args, "interrupted: finished outputs are kept; rerun the same command to do the rest.", 130)
-    except Exception as err:  # an internal error: still one line unless --debug
-        if _is_out_of_memory(err):
-            return _fail(args, OUT_OF_MEMORY)
-        return _fail(args, f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
+    except (Exception, KeyboardInterrupt) as err:  # one line each (see cosmos_predict1.boundary)
+        return report(*failure(err, interrupted=INTERRUPTED), args.debug)
     distributed.teardown()
     elapsed = time.perf_counter() - start_time
     if place.is_main and len(summaries) == 1:
@@ -244,18 +235,3 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
         lines = [f"rank {rank}: {summary}" for rank, summary in summaries]
         print("\n".join([*lines, f"{place.world_size} ranks done in {elapsed:.1f} s"]), file=sys.stderr)
     return 0
-
-
-def _is_out_of_memory(err: Exception) -> bool:
-    """A GPU allocation failure: PyTorch's own error, or one that cuBLAS/cuDNN report as a RuntimeError."""
-    if type(err).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(err, RuntimeError) and any(sign in str(err) for sign in OUT_OF_MEMORY_SIGNS)
-
-
-def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
-    """Print ``message`` as one line (the traceback first with --debug); returns ``code``."""
-    if getattr(args, "debug", False):
-        traceback.print_exc()
-    print(" ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
-    return code
