@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from .options import (
     ModelOptions,
     OutputOptions,
     SamplingOptions,
+    check_number,
 )
 
 if TYPE_CHECKING:
@@ -145,6 +147,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """Which weights and how they run; ``ModelOptions.check_files`` is the caller's next step."""
+    check_number("--context_parallel_size", args.context_parallel_size, 1, math.inf, integer=True)
     return ModelOptions(
         checkpoint_dir=Path(args.checkpoint_dir),
         network_folder=args.diffusion_transformer_dir,
@@ -173,8 +176,17 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     """The output settings both scripts have; ``--stitch_chunks`` needs the per-frame files it reads back."""
     if args.stitch_chunks and not args.save_image:
         raise UserError("--stitch_chunks builds the clip videos from the per-frame files: keep --save_image=True.")
-    if args.stitch_chunks and not 0 <= 2 * args.overlap_n_frames <= args.num_video_frames:
-        raise UserError("--overlap_n_frames: between 0 and half of --num_video_frames for --stitch_chunks.")
+    frames = args.num_video_frames
+    if args.stitch_chunks and not 0 <= 2 * args.overlap_n_frames <= frames:
+        raise UserError(
+            f"--overlap_n_frames {args.overlap_n_frames}: must be from 0 to {frames // 2} (half of --num_video_frames "
+            f"{frames}) for --stitch_chunks."
+        )
+    if not 0 <= args.overlap_n_frames < frames:
+        raise UserError(
+            f"--overlap_n_frames {args.overlap_n_frames}: must be an integer from 0 to {frames - 1} (fewer than "
+            f"--num_video_frames {frames})."
+        )
     return OutputOptions(
         folder=Path(args.video_save_folder),
         fps=args.fps,
