@@ -101,9 +101,9 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
     if suffix not in (".jpg", ".jpeg", ".png"):
         raise ValueError(f"write_image writes .jpg or .png, not {path.name}")
     options = {"quality": JPEG_QUALITY} if suffix != ".png" else {}
-    encoded = iio.imwrite("<bytes>", _checked(frame, np.uint8), plugin="pillow", extension=suffix, **options)
-    with _atomic(path) as temporary:
-        temporary.write_bytes(encoded)
+    frame = _checked(frame, np.uint8)
+    with _atomic(path) as temporary:  # encoded in memory: a failed write is a plain OSError
+        temporary.write_bytes(iio.imwrite("<bytes>", frame, plugin="pillow", extension=suffix, **options))
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
@@ -193,10 +193,10 @@ def _check_video(path: Path, process: subprocess.Popen | None, frames: int) -> N
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
     """uint16 ``[H, W, 3]`` RGB → 16-bit PNG."""
     bgr = np.ascontiguousarray(_checked(image, np.uint16)[..., ::-1])
-    encoded, data = cv2.imencode(".png", bgr)  # the bytes cv2.imwrite writes; failures to write are OSErrors
-    if not encoded:
-        raise ValueError(f"OpenCV could not encode a 16-bit PNG of {list(image.shape)}")
     with _atomic(Path(path)) as temporary:
+        encoded, data = cv2.imencode(".png", bgr)  # the bytes cv2.imwrite writes; a failed write is a plain OSError
+        if not encoded:
+            raise EncoderError("OpenCV could not encode it as a 16-bit PNG")
         temporary.write_bytes(data.tobytes())
 
 

@@ -67,7 +67,7 @@ SCHEMA: dict[str, Rule] = {
     "concat_padding_mask": Rule("bool"),
     "rope_base_fps": Rule("int", 1, 1000),
     **{
-        f"{kind}_{axis}_extrapolation_ratio": Rule("number", 0, 1000, open_low=True)
+        f"{kind}_{axis}_extrapolation_ratio": Rule("number", 0.001, 1000)  # the RoPE base 10000·r^(d/(d-2)) ≥ 0.01
         for kind in ("rope", "extra")
         for axis in "hwt"
     },
