@@ -9,6 +9,7 @@ damaged released file (``missing_file``, ``redownload_hint``).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from cosmos_predict1.errors import UserError
@@ -120,10 +121,26 @@ def check_model(checkpoint_dir: str | Path, folder: str, verbose: bool = False) 
     return missing, mismatched
 
 
+HF_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")  # the hub's rule for a name (repo or org)
+HF_REPO_ID_MAX = 96
+
+
+def check_hf_org(hf_org: str) -> None:
+    """``UserError`` unless ``hf_org`` is a name the hub accepts as the organisation of the renderer models."""
+    longest = max(len(f"{hf_org}/{folder}") for folder in (INVERSE_MODEL, FORWARD_MODEL))
+    if not HF_NAME.fullmatch(hf_org) or "--" in hf_org or ".." in hf_org or longest > HF_REPO_ID_MAX:
+        raise UserError(
+            f"--hf_org {hf_org!r}: not a Hugging Face organisation name; use letters, digits, '-', '_' and '.' (not "
+            f"first or last, no '--' or '..'), at most {HF_REPO_ID_MAX - len(INVERSE_MODEL) - 1} characters, e.g. "
+            "--hf_org nvidia."
+        )
+
+
 def repository_id(folder: str, hf_org: str | None = None) -> str:
     """The repository of ``folder``; ``hf_org`` replaces the organisation of the two renderer models only."""
     if hf_org is None or folder == TOKENIZER:
         return REPOSITORIES[folder]
+    check_hf_org(hf_org)
     return f"{hf_org}/{folder}"
 
 
@@ -161,7 +178,13 @@ def _snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str],
     """``huggingface_hub.snapshot_download`` with its failures turned into one-line ``UserError``s."""
     import huggingface_hub
     from huggingface_hub import constants
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     # Errors of the hub's HTTP client: OSErrors with requests (huggingface_hub < 1.0), errors.HTTPError with httpx.
     client_errors = (OSError, getattr(huggingface_hub.errors, "HTTPError", OSError))
@@ -170,6 +193,8 @@ def _snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str],
         huggingface_hub.snapshot_download(
             repo_id, local_dir=str(local_dir), allow_patterns=allow_patterns, force_download=force
         )
+    except HFValidationError as err:  # names are checked before (check_hf_org); the hub's own rule is the last word
+        raise UserError(f"{repo_id}: not a valid Hugging Face repository id ({_first_line(err)}).") from err
     except GatedRepoError as err:
         raise UserError(f"{repo_id} is gated: accept its terms on {url}, then {LOGIN_HINT}.") from err
     except RepositoryNotFoundError as err:

@@ -7,7 +7,9 @@ and the file plumbing, not image quality.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from cosmos_predict1.diffusion.networks import (
     to_released_state_dict,
 )
 from cosmos_predict1.diffusion.tokenizer import export_jit_pair
+from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
@@ -44,7 +47,7 @@ def write_dit(folder: Path, base: DiTConfig, generator: torch.Generator) -> None
     """``model.pt`` (flat ``net.*`` state dict, float32) + ``config.json`` with the tiny architecture."""
     folder.mkdir(parents=True, exist_ok=True)
     released = to_released_state_dict(_random_network(base, generator).state_dict())
-    torch.save(released, folder / "model.pt")
+    _save(released, folder / "model.pt")
     (folder / "config.json").write_text(json.dumps({"model_size": "7b", "net": TINY_NET}, indent=2) + "\n")
 
 
@@ -62,14 +65,43 @@ def write_tokenizer(folder: Path, generator: torch.Generator) -> None:
     values = LATENT_CHANNELS * STATISTICS_FRAMES
     mean = 0.05 * torch.randn(values, generator=generator)
     std = 0.5 + 0.5 * torch.rand(values, generator=generator)
-    torch.save((mean, std), folder / "mean_std.pt")
-    torch.save((mean[::STATISTICS_FRAMES].clone(), std[::STATISTICS_FRAMES].clone()), folder / "image_mean_std.pt")
+    _save((mean, std), folder / "mean_std.pt")
+    _save((mean[::STATISTICS_FRAMES].clone(), std[::STATISTICS_FRAMES].clone()), folder / "image_mean_std.pt")
+
+
+def _save(value: object, path: Path) -> None:
+    """``torch.save`` through memory, so that a failed write is an ``OSError`` with its errno (a full disk, say)."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def write_tiny_checkpoints(checkpoint_dir: Path, seed: int = 0) -> None:
-    """Both renderers and the tokenizer under ``checkpoint_dir`` in the released layout."""
-    generator = torch.Generator().manual_seed(seed)
+    """Both renderers and the tokenizer under ``checkpoint_dir`` in the released layout.
+
+    ``UserError`` (before anything is written) when ``checkpoint_dir`` is, or lies under, a file or cannot be
+    written, and when a write fails (full disk, permissions).
+    """
     checkpoint_dir = Path(checkpoint_dir)
-    write_dit(checkpoint_dir / INVERSE_MODEL, INVERSE_7B, generator)
-    write_dit(checkpoint_dir / FORWARD_MODEL, FORWARD_7B, generator)
-    write_tokenizer(checkpoint_dir / TOKENIZER, generator)
+    check_writable_folder(checkpoint_dir)
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        write_dit(checkpoint_dir / INVERSE_MODEL, INVERSE_7B, generator)
+        write_dit(checkpoint_dir / FORWARD_MODEL, FORWARD_7B, generator)
+        write_tokenizer(checkpoint_dir / TOKENIZER, generator)
+    except OSError as err:
+        raise UserError(
+            f"Cannot write tiny checkpoints to {err.filename or checkpoint_dir}: {err.strerror or err}; check free "
+            "space and permissions, or choose another --checkpoint_dir."
+        ) from err
+
+
+def check_writable_folder(folder: Path) -> None:
+    """``UserError`` unless ``folder`` is a folder (or can be created as one) that this process may write."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise UserError(f"--checkpoint_dir {folder}: {existing} is a file; choose a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"--checkpoint_dir {folder}: {existing} is not writable; fix its permissions or choose another folder."
+        )

@@ -12,22 +12,26 @@ Differences from the original script:
     to the later frame; a constant source frame rate is assumed), so 30 fps -> 24 fps keeps 4 frames of every 5.
     The original kept every n-th frame with n = max(1, int(int(source fps) / frame_rate)), so 30 -> 24 fps kept
     every frame; --frame_selection original does exactly that. Without --frame_rate every frame is kept. A rate
-    <= 0 is an error;
+    outside 0.001-1000 fps is an error, and so is a --resize side outside 1-8192 pixels;
   * --resize_mode crop scales to cover WIDTHxHEIGHT keeping the aspect ratio, then cuts the centre; the default,
     stretch, resizes to exactly WIDTHxHEIGHT like the original;
-  * .mp4 .mov .avi .mkv .webm files (any letter case) are found, in sorted order;
+  * .mp4 .mov .avi .mkv .webm files (any letter case) are found, in sorted order; other entries with these endings
+    (a named pipe, a socket, a device) are skipped with a warning, never read;
   * frame_*.jpg left in an output folder by an earlier run are removed first; every frame is written under a
     temporary name and renamed, so no half-written JPEG is ever visible;
   * a video that cannot be read is reported in one line and skipped, no folder is left for it, and the script ends
     with exit code 2 after the other videos are done; an output folder that cannot be written ends the script at
-    once with one line and exit code 2, Ctrl-C with exit code 130.
+    once with one line and exit code 2, Ctrl-C with exit code 130, an internal error with one line and exit code 1
+    (--debug shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
+import stat
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -36,9 +40,17 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
+if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cosmos_predict1.boundary import guard
+from cosmos_predict1.errors import UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 FRAME_SELECTIONS = ("timestamp", "original")
 JPEG_QUALITY = 95
+FRAME_RATE_RANGE = (0.001, 1000.0)  # frames per second: beyond 1000 a video would only repeat frames
+MAX_SIDE = 8192  # pixels per side of --resize
 
 
 class VideoReadError(Exception):
@@ -46,19 +58,28 @@ class VideoReadError(Exception):
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"1280x704"`` (any letter case of the x) -> (1280, 704)."""
+    """``"1280x704"`` (any letter case of the x) -> (1280, 704); each side 1 to ``MAX_SIDE``."""
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use WIDTHxHEIGHT, e.g. 1280x704")
+    if len(parts) != 2 or not all(part.isdigit() and len(part) < 10 and 0 < int(part) <= MAX_SIDE for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use WIDTHxHEIGHT with each side from 1 to {MAX_SIDE}, e.g. 1280x704"
+        )
     return int(parts[0]), int(parts[1])
 
 
-def positive_float(text: str) -> float:
-    """A frame rate: a finite number > 0."""
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+def frame_rate(text: str) -> float:
+    """A frame rate: a number from 0.001 to 1000 (frames per second)."""
+    low, high = FRAME_RATE_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also refuses NaN and infinities
+        raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g} (frames per second), got {text}")
     return value
+
+
+positive_float = frame_rate  # the name earlier versions used
 
 
 def positive_int(text: str) -> int:
@@ -74,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_folder", required=True, help="Folder with the videos (not searched recursively).")
     parser.add_argument("--output_folder", required=True, help="Root of the per-video frame folders.")
-    parser.add_argument("--frame_rate", type=positive_float, default=None, help="Output frames per second.")
+    parser.add_argument("--frame_rate", type=frame_rate, default=None, help="Output frames per second (0.001 to 1000).")
     parser.add_argument("--resize", type=parse_size, default=None, help="Output size WIDTHxHEIGHT, e.g. 1280x704.")
     parser.add_argument(
         "--resize_mode",
@@ -90,12 +111,32 @@ def build_parser() -> argparse.ArgumentParser:
         "n-th frame, n = int(int(source fps) / frame_rate), as the original script).",
     )
     parser.add_argument("--max_frames", type=positive_int, default=None, help="Save at most this many per video.")
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 
 
 def find_videos(folder: Path) -> list[Path]:
-    """The video files directly inside ``folder``, sorted by name."""
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS)
+    """The video files directly inside ``folder`` (regular files or links to them), sorted by name.
+
+    Other entries with a video ending (a named pipe, a socket, a device, a folder, a broken link) are skipped with a
+    warning on stderr: reading a named pipe would block forever.
+    """
+    videos = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            continue
+        try:
+            regular = stat.S_ISREG(path.stat().st_mode)
+        except OSError:
+            regular = False
+        if regular:
+            videos.append(path)
+        else:
+            print(
+                f"Warning: skipping {path}: not a regular file (a folder, pipe, socket, device or broken link).",
+                file=sys.stderr,
+            )
+    return videos
 
 
 def source_indices(source_fps: float, frame_rate: float | None, selection: str = "timestamp") -> Iterator[int]:
@@ -156,7 +197,21 @@ def resample(
 
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """``frame`` at ``size`` = (width, height): stretched, or scaled to cover and centre-cropped (``mode='crop'``)."""
+    """``frame`` at ``size`` = (width, height): stretched, or scaled to cover and centre-cropped (``mode='crop'``).
+
+    ``UserError`` when OpenCV cannot make the frame (too large for memory, or for OpenCV).
+    """
+    try:
+        return _resize_frame(frame, size, mode)
+    except (cv2.error, MemoryError) as err:
+        reason = _first_line(err) or type(err).__name__
+        raise UserError(
+            f"--resize {size[0]}x{size[1]} (--resize_mode {mode}): cannot resize {frame.shape[1]}x{frame.shape[0]} "
+            f"frames ({reason}); use a smaller --resize or --resize_mode stretch."
+        ) from err
+
+
+def _resize_frame(frame: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     width, height = size
     if mode == "crop":
         scale = max(width / frame.shape[1], height / frame.shape[0])
@@ -192,8 +247,8 @@ def extract_frames(
 ) -> int:
     """Write the frames of ``video`` to ``output_dir``/frame_<nnnnn>.jpg and return how many were written.
 
-    Frames of an earlier run are removed first. On a ``VideoReadError`` the frames of this run are removed again,
-    and so is ``output_dir`` when it is left empty.
+    Frames of an earlier run are removed first. On a ``VideoReadError`` (or a ``UserError``: a frame that cannot be
+    resized) the frames of this run are removed again, and so is ``output_dir`` when it is left empty.
     """
     source_fps, frames = decoded_frames(video)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +265,7 @@ def extract_frames(
             saved += 1
         if saved == 0:
             raise VideoReadError("no frame could be decoded")
-    except VideoReadError:
+    except (VideoReadError, UserError):
         for written in output_dir.glob("frame_*.jpg"):
             written.unlink()
         if not any(output_dir.iterdir()):
@@ -222,12 +277,22 @@ def extract_frames(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Extract every video; 0 when all succeeded, 2 when the input folder is missing or any video failed."""
+    """Extract every video; 0 when all succeeded, 2 when the input folder is missing, any video failed or the output
+    cannot be written, 1 for an internal error."""
     args = build_parser().parse_args(argv)
+    return guard(
+        lambda: run(args),
+        debug=args.debug,
+        prefix="Error",
+        interrupted="Interrupted: rerun the same command to extract the unfinished video anew.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The work of ``main``: unreadable videos are reported (one line each) and skipped; other failures are raised."""
     input_folder = Path(args.input_folder)
     if not input_folder.is_dir():
-        print(f"Error: input folder {input_folder} does not exist.", file=sys.stderr)
-        return 2
+        raise UserError(f"input folder {input_folder} does not exist.")
     videos = find_videos(input_folder)
     if not videos:
         print(f"No video files ({' '.join(VIDEO_EXTENSIONS)}) found in {input_folder}")
@@ -248,15 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         except OSError as err:
-            print(
-                f"Error: cannot write the frames of {video} to {output_dir}: {err.strerror or err}; check free space "
-                "and permissions, or choose another --output_folder.",
-                file=sys.stderr,
-            )
-            return 2
-        except KeyboardInterrupt:
-            print(f"Interrupted during {video}: rerun the same command to extract it anew.", file=sys.stderr)
-            return 130
+            raise UserError(
+                f"cannot write the frames of {video} to {output_dir}: {err.strerror or err}; check free space "
+                "and permissions, or choose another --output_folder."
+            ) from err
         print(f"Frames extracted from {video}. Total frames saved: {saved}")
     return 2 if failed else 0
 

@@ -15,7 +15,8 @@ A model whose files are all present with the published MD5 sums is skipped. Log 
 
 Differences from the original script: MD5 sums are computed in chunks, files are verified again after the
 download, only the files the renderer reads are fetched from the tokenizer repository, --model, --hf_org,
---force and --verify_only exist, and failures end with one line and exit code 2 instead of a traceback.
+--force and --verify_only exist, and failures end with one line and exit code 2 instead of a traceback (an internal
+error: exit code 1 and a hint to rerun with --debug).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.boundary import guard
 from cosmos_predict1.diffusion.assets import (
     ENV_LIGHT_PATH_LIST,
     HDRI_DOWNLOAD_COMMAND,
@@ -40,6 +42,7 @@ from cosmos_predict1.release import (
     FORWARD_MODEL,
     INVERSE_MODEL,
     TOKENIZER,
+    check_hf_org,
     check_model,
     download_command,
     download_model,
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verify_only", action="store_true", help="Only check the files already there, offline (exit code 2 if not)."
     )
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 
 
@@ -112,24 +116,28 @@ def verify_hdris(folder: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Download (or only verify) the selected models; 0 on success, 2 with a one-line message on failure."""
+    """Download (or only verify) the selected models; 0 on success, 2 with a one-line message on failure (1 for an
+    internal error, with a hint to rerun with --debug)."""
     args = build_parser().parse_args(argv)
+    return guard(lambda: run(args), debug=args.debug, prefix="Error")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The work of ``main`` for parsed arguments; failures are raised (``UserError`` for what the user can fix)."""
     folders = MODELS[args.model]
     hdris = args.model in (HDRIS, "all")
-    try:
-        if args.verify_only:
-            if folders:
-                verify(args.checkpoint_dir, folders)
-            if hdris:
-                verify_hdris(args.hdri_dir)
-            return 0
-        for folder in folders:
-            download_model(args.checkpoint_dir, folder, hf_org=args.hf_org, force=args.force)
+    if args.verify_only:
+        if folders:
+            verify(args.checkpoint_dir, folders)
         if hdris:
-            fetch_original_hdris(args.hdri_dir, args.polyhaven_api, force=args.force)
-    except UserError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 2
+            verify_hdris(args.hdri_dir)
+        return 0
+    if args.hf_org is not None:
+        check_hf_org(args.hf_org)  # before the first download, not after the tokenizer's
+    for folder in folders:
+        download_model(args.checkpoint_dir, folder, hf_org=args.hf_org, force=args.force)
+    if hdris:
+        fetch_original_hdris(args.hdri_dir, args.polyhaven_api, force=args.force)
     return 0
 
 

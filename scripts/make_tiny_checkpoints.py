@@ -17,21 +17,31 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.boundary import guard
+from cosmos_predict1.errors import UserError
 from cosmos_predict1.tiny_checkpoints import write_tiny_checkpoints
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint_dir", type=Path, required=True, help="Folder to write the checkpoints into.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (0 to 2**63 - 1).")
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """0 when written; 2 with one line for a folder that is a file, not writable or full; 1 for an internal error."""
     args = build_parser().parse_args(argv)
-    write_tiny_checkpoints(args.checkpoint_dir, args.seed)
-    print(f"Wrote tiny checkpoints to {args.checkpoint_dir}")
-    return 0
+
+    def run() -> int:
+        if not 0 <= args.seed < 2**63:
+            raise UserError(f"--seed {args.seed}: must be from 0 to 2**63 - 1.")
+        write_tiny_checkpoints(args.checkpoint_dir, args.seed)
+        print(f"Wrote tiny checkpoints to {args.checkpoint_dir}")
+        return 0
+
+    return guard(run, debug=args.debug, prefix="Error")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -333,3 +334,57 @@ def test_fp8_layers_approximate_the_network() -> None:
     assert isinstance(net.blocks[0].mlp.fc1, FP8Linear)
     relative_rms = ((approximate - exact).norm() / exact.norm()).item()
     assert 0 < relative_rms < 0.1
+
+
+# ----------------------------------------------------------------------------------------------- config.json checks
+
+
+def test_build_network_checks_config_json_before_reading_weights(tmp_path: Path) -> None:
+    folder = _write_checkpoint(tmp_path, {}, {**TINY_NET, "num_heads": 0})
+    with pytest.raises(UserError) as caught:
+        build_network(folder, INVERSE_7B, dtype=torch.float32)
+    assert str(caught.value) == f"{folder / 'config.json'}: 'num_heads': 0: must be an integer from 1 to 1024."
+
+
+@pytest.mark.parametrize(
+    "frames, height, width", [(1, 64, 96), (1, 48, 48), (1, 64, 112), (1, 80, 96), (57, 64, 96), (57, 16, 16)]
+)
+def test_check_frame_size_agrees_with_the_network(frames: int, height: int, width: int) -> None:
+    """A clip passes ``check_frame_size`` exactly when the network takes its latents (tables of 7 × 4 × 6 tokens;
+    57 pixel frames are 8 latent frames, 8 pixels one latent pixel)."""
+    net = _tiny(INVERSE_7B, max_frames=7, max_img_h=8, max_img_w=12)
+    latent = (1 if frames == 1 else 8, height // 8, width // 8)
+    try:
+        with torch.no_grad():
+            net(
+                torch.zeros(1, 16, *latent),
+                torch.tensor(0.1),
+                torch.zeros(1, 16, *latent),
+                context_index=torch.tensor([0]),
+            )
+        network_takes_it = True
+    except ValueError as err:
+        assert "exceeds the network's position tables" in str(err)
+        network_takes_it = False
+    try:
+        net.config.check_frame_size(frames, height, width)
+        check_passes = True
+    except UserError as err:
+        assert "is too small for" in str(err) and "\n" not in str(err)
+        check_passes = False
+    assert check_passes == network_takes_it
+    assert check_passes == ((frames, height, width) in [(1, 64, 96), (1, 48, 48)])
+
+
+def test_fixture_and_tiny_configs_pass_the_schema() -> None:
+    from cosmos_predict1.diffusion.networks.config import SCHEMA, config_from_dict
+
+    for family, base in BASE.items():
+        path = FIXTURES / family / "config.json"
+        if path.is_file():
+            config_from_dict(json.loads(path.read_text())["net"], base, str(path))
+    config_from_dict(TINY_NET, INVERSE_7B)
+    assert set(SCHEMA) == {f.name for f in dataclasses.fields(INVERSE_7B)}
+    for base in (INVERSE_7B, FORWARD_7B):  # the released defaults are inside every range
+        config_from_dict({}, base).check_frame_size(57, 704, 1280)
+        config_from_dict({}, base).check_frame_size(1, 1920, 1920)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io as text_io
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from hypothesis import given, settings
+import torch
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_reliability import (
     DOWNLOAD_COMMAND,
@@ -37,9 +39,18 @@ from test_reliability import (
     write_gbuffers,
 )
 
+from cosmos_predict1.diffusion import envmap
 from cosmos_predict1.diffusion import writers as io
+from cosmos_predict1.diffusion.frames import resized_size
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+from cosmos_predict1.diffusion.networks import INVERSE_7B, DiffusionRendererDiT
+from cosmos_predict1.diffusion.networks.config import FED_BY_RENDERER, SCHEMA, config_from_dict
+from cosmos_predict1.diffusion.networks.position_embedding import rope_angles, sincos_embedding
+from cosmos_predict1.diffusion.options import MAX_RESIZED_PIXELS
+from cosmos_predict1.diffusion.renderer import work_item_noise
+from cosmos_predict1.diffusion.sampler import karras_sigmas
+from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
 
 FUZZ = settings(
@@ -287,3 +298,196 @@ def test_missing_gbuffer_passes(tiny_checkpoints: Path, missing: set[str]) -> No
             assert run.code == 0, run.output
             assert ("no " + ", ".join(n for n in PASSES if n in missing) + " frames" in run.output) == bool(missing)
         assert_no_leftovers(folder / "out")
+
+
+# ----------------------------------------------------------------------------------------------- hostile values
+# The three families below call the border directly (no model is loaded), so they try many examples in seconds: a
+# value is either refused with one UserError line naming its key, option or file, or everything downstream of the
+# check that once crashed on it works.
+
+TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.integers(-3, 130)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(0.01, 8)
+    | st.text(max_size=4)
+)
+CONFIG_VALUES = (
+    JSON_SCALARS
+    | st.lists(st.integers(0, 64), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=1)
+    | st.sampled_from([0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 96, 128, 136, 240, 0.5, 1.0, 2.5, True, False])
+)
+
+
+def plausible(key: str) -> st.SearchStrategy:
+    """Values of ``key`` near or inside its range (the renderer-fixed keys: the inverse renderer's value)."""
+    rule = SCHEMA[key]
+    if key in FED_BY_RENDERER:
+        return st.just(getattr(INVERSE_7B, key))
+    if rule.kind == "bool":
+        return st.booleans()
+    if rule.kind == "int":
+        return st.integers(int(rule.low) - 1, int(min(rule.high, 256)))
+    return st.floats(rule.low, min(rule.high, 8.0))
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    data=st.data(),
+    keys=st.lists(st.sampled_from(sorted(SCHEMA)), min_size=1, max_size=3, unique=True),
+    clip=st.sampled_from([(1, 32, 48), (57, 32, 48), (1, 64, 96)]),
+)
+def test_config_json_values(data: st.DataObject, keys: list[str], clip: tuple[int, int, int]) -> None:
+    changes = {key: data.draw(plausible(key) | CONFIG_VALUES, label=key) for key in keys}
+    net = {**TINY_NET, **changes}
+    base = INVERSE_7B
+    try:
+        config = config_from_dict(net, base, "config.json")
+        config.check_frame_size(*clip, source="config.json")
+    except UserError as err:
+        message = str(err)
+        assert "\n" not in message and message.startswith("config.json: '"), message
+        assert any(f"'{key}'" in message for key in net), message
+        event("refused")
+        return
+    event("accepted")
+    grid = tuple(
+        size // patch
+        for size, patch in zip(
+            (1 if clip[0] == 1 else 8, clip[1] // 8, clip[2] // 8),
+            (config.patch_temporal, config.patch_spatial, config.patch_spatial),
+        )
+    )
+    with torch.device("meta"):  # any accepted size builds (no storage: fast even for wide networks)
+        network = DiffusionRendererDiT(config)
+    fps = torch.tensor([24.0])
+    angles = rope_angles(
+        *grid, config.head_dim, fps, base_fps=config.rope_base_fps, extrapolation_ratios=config.rope_ratios
+    )
+    table = sincos_embedding(*grid, config.model_channels, extrapolation_ratios=config.extra_ratios)
+    assert angles.shape[-1] == config.head_dim and table.shape[-1] == config.model_channels
+    assert torch.isfinite(angles).all() and torch.isfinite(table).all()
+    if sum(p.numel() for p in network.parameters()) <= 3_000_000:  # small enough to run for real
+        network = DiffusionRendererDiT(config).eval()
+        latent = (grid[0] * config.patch_temporal, grid[1] * config.patch_spatial, grid[2] * config.patch_spatial)
+        with torch.no_grad():
+            out = network(
+                torch.zeros(1, 16, *latent),
+                torch.tensor(0.1),
+                torch.zeros(1, config.additional_concat_ch, *latent),
+                context_index=torch.tensor([4]),
+            )
+        assert out.shape == (1, 16, *latent)
+        event("accepted and run")
+
+
+FLOAT_TEXT = st.floats(allow_nan=True, allow_infinity=True).map(repr) | st.sampled_from(
+    ["nan", "inf", "-inf", "1e21", "1e308", "-1e308", "0", "-0.0", "360", "360.0000001", "1e-320"]
+)
+INT_TEXT = (st.integers(-(2**70), 2**70) | st.integers(-3, 1100) | st.sampled_from([2**63 - 1, 2**63])).map(str)
+NUMERIC_OPTIONS = {
+    "--env_rotation": FLOAT_TEXT,
+    "--env_strength": FLOAT_TEXT,
+    "--guidance": FLOAT_TEXT,
+    "--fps": INT_TEXT,
+    "--seed": INT_TEXT,
+    "--num_steps": INT_TEXT,
+    "--max_batch": INT_TEXT,
+    "--overlap_n_frames": INT_TEXT,
+    "--fixed_frame_ind": INT_TEXT,
+    "--context_parallel_size": INT_TEXT,
+    "--resize_resolution": INT_TEXT,
+}
+
+
+@settings(FUZZ, max_examples=80)
+@given(option=st.sampled_from(sorted(NUMERIC_OPTIONS)), data=st.data(), frames=st.sampled_from(["1", "57"]))
+def test_numeric_options(option: str, data: st.DataObject, frames: str) -> None:
+    value = data.draw(NUMERIC_OPTIONS[option], label="value")
+    extra = ["--use_fixed_frame_ind", "True"] if option == "--fixed_frame_ind" else []
+    argv = ["--dataset_path", "g", "--use_custom_envmap", "False", "--envlight_ind", "0", "--num_video_frames", frames]
+    args = forward.build_parser().parse_args([*argv, *extra, f"{option}={value}"])
+    try:
+        options = forward.run_options(args)
+    except UserError as err:
+        message = str(err)
+        assert "\n" not in message and message.startswith(f"{option} "), message
+        assert "must be" in message, message
+        event(f"{option} refused")
+        return
+    event(f"{option} accepted")
+    parsed = getattr(args, option[2:])
+    if option == "--env_rotation":  # what crashed before (NaN or overflow converting to int)
+        envmap.prepare_latlong(torch.ones(4, 8, 3), rotation_deg=parsed)
+    elif option == "--env_strength":
+        assert torch.isfinite(envmap.prepare_latlong(torch.ones(4, 8, 3), strength=parsed)).all()
+    elif option == "--seed":
+        assert work_item_noise((2,), parsed, "clip").shape == (2,)
+    elif option == "--num_steps":
+        assert len(karras_sigmas(parsed)) == parsed + 1
+    elif option == "--resize_resolution":
+        for size in [(1, 8192), (40, 56), (8192, 1)]:
+            try:
+                height, width = resized_size(options.frames, *size)
+            except UserError as err:
+                assert str(err).startswith("--resize_resolution ") and "\n" not in str(err)
+                continue
+            assert height * width <= MAX_RESIZED_PIXELS
+    elif option == "--fps":
+        with scratch() as folder:
+            io.write_video(folder / "clip.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=parsed)
+            assert len(iio.imread(folder / "clip.mp4")) == 2
+
+
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=25,
+)
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**1100), 2**1100) | st.integers(-2, 2)
+MATRICES = st.lists(st.lists(NUMBERS | JSON_SCALARS, min_size=3, max_size=5), min_size=2, max_size=5)
+
+
+def turned(angle: float, noise: float) -> list[list[float]]:
+    """A camera-to-world matrix turning by ``angle`` about +Y, every entry off by up to ``noise``."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = envmap.rotation_y(angle).double().numpy()
+    return (matrix + noise * np.sin(np.arange(16).reshape(4, 4))).tolist()
+
+
+ROTATIONS = st.builds(turned, st.floats(-10, 10), st.sampled_from([0.0, 1e-5, 0.1]))
+FRAMES = st.lists(
+    JSON_VALUES | st.builds(lambda m: {"transform_matrix": m}, MATRICES | ROTATIONS | JSON_VALUES), max_size=4
+)
+POSE_DOCUMENTS = (
+    JSON_VALUES
+    | st.builds(lambda frames: {"frames": frames}, FRAMES)
+    | st.builds(
+        lambda matrices: {"frames": [{"transform_matrix": m} for m in matrices]}, st.lists(ROTATIONS, max_size=3)
+    )
+)
+
+
+@settings(FUZZ, max_examples=80)
+@given(document=POSE_DOCUMENTS, frames=st.integers(1, 3), nesting=st.sampled_from([0, 0, 0, 50, 100000]))
+def test_pose_files(document: object, frames: int, nesting: int) -> None:
+    with scratch() as folder:
+        path = folder / "poses.json"
+        text = json.dumps(document, allow_nan=True)
+        if nesting:
+            text = '{"frames": ' + "[" * nesting + text + "]" * nesting + "}"
+        path.write_text(text)
+        try:
+            rotations = envmap.load_camera_rotations(path, frames)
+        except UserError as err:
+            assert str(path) in str(err) and "\n" not in str(err)
+            event("refused")
+            return
+    event("accepted")
+    assert rotations.shape == (frames, 3, 3) and torch.isfinite(rotations).all()
+    identity = torch.eye(3).expand(frames, 3, 3)
+    assert torch.allclose(rotations.transpose(1, 2) @ rotations, identity, atol=5e-3)

@@ -9,7 +9,9 @@ files, a rerun removes the killed run's temporary files and finishes the rest wi
 from __future__ import annotations
 
 import contextlib
+import errno
 import io as text_io
+import json
 import logging
 import os
 import shutil
@@ -30,18 +32,20 @@ from test_cli_inverse import SIZE, write_images
 from test_scripts import download, extract
 
 from conftest import REPO_ROOT
-from cosmos_predict1.diffusion import data
+from cosmos_predict1.diffusion import data, layout
 from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.diffusion.renderer import InverseRenderer
-from cosmos_predict1.release import INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.errors import UserError
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 INVERSE_SCRIPT = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
 FORWARD_SCRIPT = "cosmos_predict1/diffusion/inference/inference_forward_renderer.py"
 DOWNLOAD_COMMAND = "download_diffusion_renderer_checkpoints.py --checkpoint_dir"
+SMALL = ["--height", "32", "--width", "48"]
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -647,3 +651,485 @@ def test_subprocess_prints_one_error_line_without_traceback(
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith(expected), result.stderr
     assert finished_files(tmp_path / "out") == {}
+
+
+# ----------------------------------------------------------------------------------------------- hostile input
+# Every case below once ended as an internal error (exit 1), a traceback, a hang or a broken file; each now gives
+# exit code 2 and one line naming the option (or file) and what is allowed, before any model is loaded.
+
+NOT_RENDERED = "rendered although the input is refused"
+
+
+def refuse_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any sampling fail the test: the cases below must be refused before the models run."""
+    from cosmos_predict1.diffusion.renderer import ForwardRenderer
+
+    for renderer in (InverseRenderer, ForwardRenderer):
+        monkeypatch.setattr(renderer, "render", lambda *args, **kwargs: pytest.fail(NOT_RENDERED))
+
+
+@pytest.mark.parametrize(
+    "options, fragments",
+    [
+        pytest.param(["--guidance", "nan"], ["--guidance nan: must be a number from 0 to 100"], id="guidance-nan"),
+        pytest.param(["--guidance", "inf"], ["--guidance inf: must be a number from 0 to 100"], id="guidance-inf"),
+        pytest.param(["--guidance", "-1"], ["--guidance -1.0: must be"], id="guidance-negative"),
+        pytest.param(["--num_steps", "0"], ["--num_steps 0: must be an integer from 1 to 1000"], id="num_steps-0"),
+        pytest.param(["--num_steps", "10000000000"], ["--num_steps 10000000000: must be"], id="num_steps-huge"),
+        pytest.param(["--max_batch", "0"], ["--max_batch 0: must be an integer of at least 1"], id="max_batch-0"),
+        pytest.param(
+            ["--seed", "-1"], ["--seed -1: must be an integer from 0 to 9223372036854775807"], id="seed-negative"
+        ),
+        pytest.param(["--seed", str(2**63)], [f"--seed {2**63}: must be"], id="seed-2**63"),
+        pytest.param(["--fps", "-24"], ["--fps -24: must be an integer from 1 to 1000"], id="fps-negative"),
+        pytest.param(["--fps", "0"], ["--fps 0: must be"], id="fps-0"),
+        pytest.param(["--fps", "1000000"], ["--fps 1000000: must be"], id="fps-huge"),
+        pytest.param(
+            ["--resize_resolution", "100000", "100000"],
+            ["--resize_resolution 100000: must be an integer from 1 to 8192"],
+            id="resize_resolution-huge",
+        ),
+        pytest.param(["--resize_resolution", "0"], ["--resize_resolution 0: must be"], id="resize_resolution-0"),
+        pytest.param(
+            ["--overlap_n_frames", "-1"],
+            ["--overlap_n_frames -1: must be an integer from 0 to 0"],
+            id="overlap-negative",
+        ),
+        pytest.param(
+            ["--overlap_n_frames", "1"], ["(fewer than --num_video_frames 1)"], id="overlap-not-below-frame-count"
+        ),
+        pytest.param(
+            ["--context_parallel_size", "0"],
+            ["--context_parallel_size 0: must be an integer of at least 1"],
+            id="context_parallel_size-0",
+        ),
+    ],
+)
+def test_inverse_numeric_options_are_checked_first(
+    tiny_checkpoints: Path,
+    images: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    fragments: list[str],
+) -> None:
+    refuse_rendering(monkeypatch)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"), *options)
+    assert_user_error(run, *fragments)
+    assert finished_files(tmp_path / "out") == {}
+
+
+@pytest.mark.parametrize(
+    "options, fragments",
+    [
+        pytest.param(
+            ["--env_rotation", "nan"], ["--env_rotation nan: must be a number from -360 to 360"], id="env_rotation-nan"
+        ),
+        pytest.param(["--env_rotation", "1e21"], ["--env_rotation 1e+21: must be"], id="env_rotation-1e21"),
+        pytest.param(["--env_rotation", "1e308"], ["--env_rotation 1e+308: must be"], id="env_rotation-1e308"),
+        pytest.param(["--env_rotation=-inf"], ["--env_rotation -inf: must be"], id="env_rotation-inf"),
+        pytest.param(
+            ["--env_strength", "0"],
+            ["--env_strength 0.0: must be a number above 0 and at most 1000000"],
+            id="env_strength-0",
+        ),
+        pytest.param(["--env_strength", "nan"], ["--env_strength nan: must be"], id="env_strength-nan"),
+        pytest.param(["--env_strength", "1e300"], ["--env_strength 1e+300: must be"], id="env_strength-huge"),
+        pytest.param(["--fps", "-1"], ["--fps -1: must be"], id="forward-fps-negative"),
+        pytest.param(
+            ["--use_fixed_frame_ind", "True", "--fixed_frame_ind", "5"],
+            ["--fixed_frame_ind 5: must be an integer from 0 to 0"],
+            id="fixed_frame_ind-out-of-range",
+        ),
+        pytest.param(
+            ["--envlight_ind", str(2**60)],
+            ["random lighting", "use a smaller index or --seed"],
+            id="random-light-seed-overflow",
+        ),
+    ],
+)
+def test_forward_numeric_options_are_checked_first(
+    tiny_checkpoints: Path,
+    gbuffers: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    fragments: list[str],
+) -> None:
+    refuse_rendering(monkeypatch)
+    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), *options)
+    assert_user_error(run, *fragments)
+    assert finished_files(tmp_path / "out") == {}
+
+
+TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
+
+
+@pytest.mark.parametrize(
+    "net, fragments",
+    [
+        pytest.param(
+            {"model_channels": [64]}, ["'model_channels': [64]: must be an integer from 12 to 65536"], id="list"
+        ),
+        pytest.param({"num_heads": 0}, ["'num_heads': 0: must be an integer from 1 to 1024"], id="zero"),
+        pytest.param({"patch_spatial": 0}, ["'patch_spatial': 0: must be an integer from 1 to 16"], id="zero-patch"),
+        pytest.param({"model_channels": -64}, ["'model_channels': -64: must be"], id="negative"),
+        pytest.param({"num_blocks": "2"}, ["'num_blocks': '2': must be an integer"], id="string"),
+        pytest.param({"num_blocks": 2.0}, ["'num_blocks': 2.0: must be an integer"], id="float-for-integer"),
+        pytest.param({"model_channels": 10**12}, ["'model_channels': 1000000000000: must be"], id="absurdly-large"),
+        pytest.param({"max_frames": 10**30}, ["'max_frames':", "must be an integer from 1 to 65536"], id="huge-table"),
+        pytest.param({"mlp_ratio": float("nan")}, ["'mlp_ratio': nan: must be a number above 0"], id="nan"),
+        pytest.param(
+            {"concat_padding_mask": "yes"}, ["'concat_padding_mask': 'yes': must be true or false"], id="not-bool"
+        ),
+        pytest.param(
+            {"num_heads": 3}, ["'model_channels': 64 with 'num_heads': 3", "even head size of at least 12"], id="heads"
+        ),
+        pytest.param({"num_heads": 8}, ["even head size of at least 12"], id="heads-too-small"),
+        pytest.param(
+            {"max_img_h": 4},
+            ["'max_img_h': 4 is too small for --height 64", "it must be at least 8"],
+            id="too-small-position-tables",
+        ),
+        pytest.param(
+            {"patch_temporal": 2}, ["'patch_temporal': 2 does not divide the 1 latent frames"], id="patch_temporal"
+        ),
+        pytest.param(
+            {"in_channels": 8}, ["'in_channels': 8 is not what this renderer feeds", "(only 16)"], id="in_channels"
+        ),
+        pytest.param(
+            {"additional_concat_ch": 136}, ["'additional_concat_ch': 136", "inverse vs forward"], id="other-renderer"
+        ),
+        pytest.param({"context_embedding_rows": 3}, ["'context_embedding_rows': 3: must be at least 7"], id="rows"),
+        pytest.param(
+            {"rope_t_extrapolation_ratio": 0},
+            ["'rope_t_extrapolation_ratio': 0: must be a number from 0.001 to 1000"],
+            id="ratio-0",
+        ),
+        pytest.param({"block_config": ["FA"]}, ["'block_config': ['FA'] is not supported"], id="fixed-setting"),
+        pytest.param([1, 2], ["'net': must be a JSON object"], id="net-not-object"),
+        pytest.param(
+            "[" * 100000 + "]" * 100000, ["not a readable JSON file (nested too deeply)"], id="nested-too-deep"
+        ),
+    ],
+)
+def test_config_json_is_checked_before_anything_is_built(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, net, fragments: list[str]
+) -> None:
+    from cosmos_predict1.diffusion.networks import dit
+
+    relative = f"{INVERSE_MODEL}/config.json"
+    if isinstance(net, str):
+        content = net.encode()
+    else:
+        content = json.dumps({"net": {**TINY_NET, **net} if isinstance(net, dict) else net}).encode()
+    checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", relative, content)
+    monkeypatch.setattr(dit.DiffusionRendererDiT, "__init__", lambda *args: pytest.fail("built a network"))
+    run = run_cli(inverse, checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert_user_error(run, str(checkpoints / relative), *fragments)
+    assert finished_files(tmp_path / "out") == {}
+
+
+def pose_file(first_value: str) -> str:
+    """A one-frame pose file whose matrix starts with ``first_value`` as written (JSON text), else the identity."""
+    return (
+        '{"frames": [{"transform_matrix": [[' + first_value + ", 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}"
+    )
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        pytest.param(
+            pose_file("1" + "0" * 400), ["an integer of 401 digits is not a finite number"], id="huge-integer"
+        ),
+        pytest.param(pose_file("1" + "0" * 30), ["its 3×3 part is not a rotation"], id="large-integer"),
+        pytest.param(pose_file("1e400"), ["inf is not a finite number"], id="overflowing-float"),
+        pytest.param(pose_file("NaN"), ["nan is not a finite number"], id="nan"),
+        pytest.param(pose_file("-Infinity"), ["-inf is not a finite number"], id="infinity"),
+        pytest.param(pose_file('"1"'), ["'1' is not a number"], id="string"),
+        pytest.param(pose_file("2"), ["its 3×3 part is not a rotation"], id="scaled"),
+        pytest.param(
+            json.dumps({"frames": [{"transform_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}]}),
+            ["frames[0].transform_matrix: not a 4×4 list"],
+            id="3x3",
+        ),
+        pytest.param(
+            json.dumps({"frames": [{"transform_matrix": [[1, 0, 0, 0], [0, 1, 0], [0, 0, 1, 0]]}]}),
+            ["not a 4×4 list"],
+            id="ragged",
+        ),
+        pytest.param(json.dumps({"frames": [{"transform_matrix": 7}]}), ["not a 4×4 list"], id="not-a-matrix"),
+        pytest.param(
+            '{"frames": ' + "[" * 100000 + "]" * 100000 + "}",
+            ["not a readable pose file (nested too deeply)"],
+            id="deeply-nested",
+        ),
+        pytest.param('{"frames": []}', ["need 1 frames of 4×4 transform_matrix, found 0"], id="too-few-frames"),
+        pytest.param("[]", ['no "frames" list'], id="not-an-object"),
+        pytest.param("\udcff", ["not a readable pose file"], id="not-utf8"),
+    ],
+)
+def test_pose_files_are_checked_before_anything_loads(
+    tiny_checkpoints: Path,
+    gbuffers: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: str,
+    fragments: list[str],
+) -> None:
+    path = tmp_path / "poses.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    refuse_rendering(monkeypatch)
+    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out"), "--camera_poses", str(path))
+    assert_user_error(run, str(path), *fragments)
+
+
+# ----------------------------------------------------------------------------------------------- non-regular files
+
+
+@contextlib.contextmanager
+def fifo(path: Path):
+    """A named pipe at ``path``; should anything open it for reading, a writer opens it after 20 s and closes it,
+    so a regression fails the test (the reader sees an empty file) instead of hanging the suite."""
+    import threading
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    opened = []
+
+    def unblock() -> None:
+        with contextlib.suppress(OSError):
+            with open(os.open(path, os.O_WRONLY | os.O_NONBLOCK), "wb"):
+                opened.append(path)
+
+    timer = threading.Timer(20, unblock)
+    timer.start()
+    try:
+        yield path
+    finally:
+        timer.cancel()
+    assert not opened, f"{path} was opened for reading"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_fifo_in_the_dataset_is_skipped_and_the_run_finishes(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["image_a.png"])
+    with fifo(tmp_path / "in" / "x.png"):
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "out"))
+    assert run.code == 0, run.output
+    assert f"Skipping {tmp_path / 'in' / 'x.png'}: not a regular file" in run.output
+    assert sorted(finished_files(tmp_path / "out")) == [
+        "gbuffer_frames/image_a/0000.0000.depth.jpg",
+        "image_a.depth.jpg",
+    ]
+
+    gbuffers = write_gbuffers(tmp_path / "gbuffers")
+    with fifo(gbuffers / "clip" / "0000.0001.normal.jpg"):
+        run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, tmp_path / "out_forward"))
+    assert run.code == 0, run.output
+    assert "0000.0001.normal.jpg: not a regular file" in run.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.parametrize("which", ["config.json", "model.pt", "decoder.jit", "camera_poses", "envlight_path"])
+def test_a_fifo_in_place_of_a_file_is_refused(
+    tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path, which: str
+) -> None:
+    options: list[str] = []
+    checkpoints = tiny_checkpoints
+    if which in ("config.json", "model.pt", "decoder.jit"):
+        folder = TOKENIZER if which == "decoder.jit" else FORWARD_MODEL
+        checkpoints = damaged_checkpoints(tiny_checkpoints, tmp_path / "checkpoints", f"{folder}/{which}", None)
+        path = checkpoints / folder / which
+    else:
+        path = tmp_path / ("poses.json" if which == "camera_poses" else "sky.hdr")
+        options = {
+            "camera_poses": ["--camera_poses", str(path)],
+            "envlight_path": ["--use_custom_envmap", "True", "--envlight_path", str(path)],
+        }[which]
+    with fifo(path):
+        run = run_cli(forward, checkpoints, *forward_args(gbuffers, tmp_path / "out"), *options)
+    assert_user_error(run, str(path), "not a regular file")
+
+
+# ----------------------------------------------------------------------------------------------- write failures
+
+
+def full_disk_openexr(monkeypatch: pytest.MonkeyPatch) -> str:
+    """OpenEXR writing half a file, then raising what it raises on a full disk (a RuntimeError, no errno)."""
+    import OpenEXR
+
+    class FullDiskFile:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def write(self, name: str) -> None:
+            Path(name).write_bytes(b"half an EXR")
+            raise RuntimeError(f'Failed to write pixel data to image file "{name}". No space left on device.')
+
+    monkeypatch.setattr(OpenEXR, "File", FullDiskFile)
+    return "OpenEXR could not write it (Failed to write pixel data"
+
+
+def full_disk_pillow(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The JPEG encoder failing with ENOSPC."""
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.iio, "imwrite", disk_full)
+    return "No space left on device"
+
+
+def full_disk_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> str:
+    """ffmpeg exiting after two frames: imageio-ffmpeg then raises an OSError with the broken pipe."""
+    get_writer = io.imageio_v2.get_writer
+
+    def breaking_writer(*args: object, **kwargs: object):
+        writer = get_writer(*args, **kwargs)
+        append, sent = writer.append_data, []
+
+        def append_data(frame: np.ndarray) -> None:
+            sent.append(frame)
+            if len(sent) == 3:
+                raise OSError(
+                    f"[Errno {errno.EPIPE}] Broken pipe\n\nFFMPEG COMMAND:\nffmpeg ...\n\nFFMPEG STDERR OUTPUT:\n"
+                )
+            append(frame)
+
+        writer.append_data = append_data
+        return writer
+
+    monkeypatch.setattr(io.imageio_v2, "get_writer", breaking_writer)
+    return "ffmpeg stopped early ([Errno 32] Broken pipe)"
+
+
+@pytest.mark.parametrize(
+    "break_encoder, options",
+    [
+        pytest.param(full_disk_openexr, ["--output_format", "exr"], id="exr-openexr-runtime-error"),
+        pytest.param(full_disk_pillow, [], id="jpg-enospc"),
+        pytest.param(
+            full_disk_ffmpeg, ["--num_video_frames", "57", "--group_mode", "folder", *SMALL], id="mp4-broken-pipe"
+        ),
+    ],
+)
+def test_full_disk_in_each_encoder_is_one_line_and_no_temporary_file(
+    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, break_encoder, options: list[str]
+) -> None:
+    write_images(tmp_path / "in", ["clip"], frames=3)
+    expected = break_encoder(monkeypatch)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "out"), *options)
+    assert_user_error(run, "Cannot write", expected, "check free space and permissions")
+    assert_no_leftovers(tmp_path / "out")
+
+
+def test_real_write_failures_of_every_encoder(tmp_path: Path) -> None:
+    """With the file size limit of the process (RLIMIT_FSIZE) at 4 kB, every encoder's write really fails: Pillow
+    and the in-memory PNG with EFBIG, OpenEXR with its own RuntimeError, ffmpeg by exiting early; each is one line
+    and leaves no file."""
+    resource = pytest.importorskip("resource")
+    del resource
+    script = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {str(REPO_ROOT)!r})
+from cosmos_predict1.diffusion import writers
+from cosmos_predict1.errors import UserError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+noise = np.random.default_rng(0).integers(0, 256, (24, 128, 128, 3), dtype=np.uint8)
+writes = {{
+    "a.jpg": lambda path: writers.write_image(path, noise[0]),
+    "a.png": lambda path: writers.write_png16(path, noise[0].astype(np.uint16) * 257),
+    "a.exr": lambda path: writers.write_exr(path, noise[0].astype(np.float32) / 255),
+    "a.mp4": lambda path: writers.write_video(path, noise, 24),
+}}
+for name, write in writes.items():
+    try:
+        write({str(tmp_path)!r} + "/" + name)
+        print(name, "written")
+    except UserError as err:
+        print(name, err)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert set(lines) == {"a.jpg", "a.png", "a.exr", "a.mp4"}
+    for name, line in lines.items():
+        assert line.startswith(f"Cannot write {tmp_path / name}: "), line
+        assert line.endswith("check free space and permissions, or choose another --video_save_folder."), line
+    assert "File too large" in lines["a.jpg"] and "File too large" in lines["a.png"]
+    assert "OpenEXR could not write it" in lines["a.exr"] and "ffmpeg" in lines["a.mp4"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ffmpeg_exiting_at_once_is_one_line(tmp_path: Path) -> None:
+    # The command line refuses --fps -5 first; this is the writer's own guard when ffmpeg exits at once.
+    with pytest.raises(UserError, match=r"Cannot write .*clip.mp4: ffmpeg stopped early \(\[Errno 32\] Broken pipe\)"):
+        io.write_video(tmp_path / "clip.mp4", np.zeros((40, 64, 64, 3), np.uint8), fps=-5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_check_without_imageio_internals_counts_the_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where imageio's ffmpeg process cannot be reached, the written video's frames are counted instead."""
+    import imageio_ffmpeg
+
+    monkeypatch.setattr(io, "_ffmpeg_process", lambda writer: None)
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    io.write_video(tmp_path / "whole.mp4", frames, fps=24)
+    assert len(iio.imread(tmp_path / "whole.mp4")) == 3
+    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", lambda path: (1, 0.04))  # ffmpeg stopped after one
+    with pytest.raises(UserError, match=r"cut\.mp4: ffmpeg wrote 1 of 3 frames; check free space"):
+        io.write_video(tmp_path / "cut.mp4", frames, fps=24)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["whole.mp4"]
+
+
+# ----------------------------------------------------------------------------------------------- long names
+
+
+def test_over_long_names_are_shortened_the_same_way_by_writer_and_resume(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    long_name = "n" * 236 + ".png"  # a 240-character input file name: its clip name fits, its outputs would not
+    write_images(tmp_path / "in", [long_name])
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "out"))
+    assert run.code == 0, run.output
+    files = sorted(finished_files(tmp_path / "out"))
+    clip = "n" * 236
+    short = layout.shortened(clip, layout.NAME_MAX - layout.RESERVED)
+    assert short.startswith("n" * 100) and len(short.encode()) <= layout.NAME_MAX - layout.RESERVED
+    assert files == [f"gbuffer_frames/{clip}/0000.0000.depth.jpg", f"{short}.depth.jpg"]
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "out"))
+    assert rerun.code == 0 and "Nothing to do" in rerun.last_line  # the resume check finds the shortened names
+
+    relit = run_cli(forward, tiny_checkpoints, *forward_args(tmp_path / "out" / "gbuffer_frames", tmp_path / "relit"))
+    assert relit.code == 0, relit.output
+    (name,) = finished_files(tmp_path / "relit")
+    assert name == layout.shortened(f"{clip}__0000", layout.NAME_MAX - layout.RESERVED) + ".relit_0000.jpg"
+
+
+def test_shortened_names_are_deterministic_distinct_and_fit() -> None:
+    for part in ["a" * 300, "ä" * 200, "x" * 207, "x" * 208, "clip/with.dots" * 30]:
+        short = layout.shortened(part, 207)
+        assert short == layout.shortened(part, 207) and len(short.encode()) <= 207
+        assert (short == part) == (len(part.encode()) <= 207)
+        short.encode("utf-8")  # whole characters only
+    assert layout.shortened("a" * 300, 207) != layout.shortened("a" * 299 + "b", 207)
+
+
+def test_paths_longer_than_the_filesystem_allows_are_refused_before_any_work(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse_rendering(monkeypatch)
+    monkeypatch.setattr(layout, "PATH_MAX", len(str(tmp_path)) + 40)
+    layout._limits.cache_clear()
+    try:
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    finally:
+        monkeypatch.undo()
+        layout._limits.cache_clear()
+    assert_user_error(run, "the path has", "more than this filesystem allows", "shorten the input file or folder names")

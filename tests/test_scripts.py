@@ -183,6 +183,77 @@ def test_unreadable_video_is_reported_and_skipped(grey_video: Path, tmp_path: Pa
     assert len(list((tmp_path / "out" / "good").glob("frame_*.jpg"))) == 60
 
 
+@pytest.mark.parametrize(
+    "bad, allowed",
+    [
+        pytest.param("--resize=100000x100000", "each side from 1 to 8192", id="resize-100000x100000"),
+        pytest.param("--resize=8193x10", "each side from 1 to 8192", id="resize-8193"),
+        pytest.param("--resize=99999999999999999999x1", "each side from 1 to 8192", id="resize-huge-digits"),
+        pytest.param("--frame_rate=1e9", "from 0.001 to 1000", id="frame_rate-1e9"),
+        pytest.param("--frame_rate=nan", "from 0.001 to 1000", id="frame_rate-nan"),
+        pytest.param("--frame_rate=inf", "from 0.001 to 1000", id="frame_rate-inf"),
+        pytest.param("--frame_rate=1e-300", "from 0.001 to 1000", id="frame_rate-tiny"),
+        pytest.param("--frame_rate=fast", "from 0.001 to 1000", id="frame_rate-text"),
+    ],
+)
+def test_extractor_ranges_are_one_line_at_once(grey_video: Path, tmp_path: Path, bad: str, allowed: str) -> None:
+    result = run_script(
+        "dataproc_extract_frames_from_video", "--input_folder", str(grey_video), "--output_folder", str(tmp_path), bad
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"error: argument --{bad[2:].split('=')[0]}" in last and allowed in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extractor_resize_failure_is_one_line_and_leaves_no_frames(
+    grey_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise cv2.error("OpenCV(4.10.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 30 GB")
+
+    monkeypatch.setattr(extract.cv2, "resize", out_of_memory)
+    code = extract.main(
+        ["--input_folder", str(grey_video), "--output_folder", str(tmp_path / "out"), "--resize", "8000x8000"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("Error: --resize 8000x8000 (--resize_mode stretch): cannot resize 64x48 frames")
+    assert "Insufficient memory" in err and "use a smaller --resize" in err
+    assert not (tmp_path / "out" / "clip").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_extractor_skips_a_fifo_named_like_a_video(grey_video: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    os.mkfifo(videos / "x.mp4")
+    result = run_script(
+        "dataproc_extract_frames_from_video", "--input_folder", str(videos), "--output_folder", str(tmp_path / "out")
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Warning: skipping {videos / 'x.mp4'}: not a regular file" in result.stderr
+    assert len(list((tmp_path / "out" / "clip").glob("frame_*.jpg"))) == 60
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_extractor_internal_error_is_one_line_with_a_debug_hint(
+    grey_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, debug: bool
+) -> None:
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ValueError("unexpected state")
+
+    monkeypatch.setattr(extract, "extract_frames", bug)
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), *(["--debug"] if debug else [])]
+    assert extract.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "internal error: ValueError: unexpected state (rerun with --debug for the traceback)"
+    )
+    assert ("Traceback" in err) == debug
+
+
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 CONTENT = {
@@ -370,6 +441,121 @@ def test_download_script_without_hub_exits_cleanly(env: dict[str, str], expected
     assert "Traceback" not in result.stderr
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("Error: ") and expected in errors[0]
+
+
+@pytest.mark.parametrize(
+    "org",
+    [
+        pytest.param("my org", id="space"),
+        pytest.param("../..", id="dot-dot"),
+        pytest.param("", id="empty"),
+        pytest.param("-nvidia", id="leading-dash"),
+        pytest.param("a--b", id="double-dash"),
+        pytest.param("x" * 60, id="too-long"),
+        pytest.param("nvidia/extra", id="slash"),
+    ],
+)
+def test_hf_org_that_the_hub_would_refuse_is_one_line_before_any_download(
+    org: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *args, **kwargs: pytest.fail("downloaded"))
+    assert download.main(["--checkpoint_dir", str(tmp_path), f"--hf_org={org}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"Error: --hf_org {org!r}: not a Hugging Face organisation name") and "--hf_org nvidia" in err
+
+
+def test_valid_hf_org_names_pass() -> None:
+    for org in ("nvidia", "zianw", "NVIDIA-Research", "a.b_c", "x"):
+        assert checkpoints.repository_id(INVERSE_MODEL, org) == f"{org}/{INVERSE_MODEL}"
+
+
+def test_hub_validation_error_is_still_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from huggingface_hub.errors import HFValidationError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise HFValidationError("Repo id must use alphanumeric chars: 'x'.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "inverse"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: zianw/") and "not a valid Hugging Face repository id" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_download_internal_error_is_one_line_with_a_debug_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, debug: bool
+) -> None:
+    def bug(*args: object, **kwargs: object) -> None:
+        raise KeyError("state")
+
+    monkeypatch.setattr(download, "download_model", bug)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "inverse", *(["--debug"] * debug)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "internal error: KeyError: 'state' (rerun with --debug for the traceback)"
+    assert ("Traceback" in err) == debug
+
+
+# ----------------------------------------------------------------------------------------------- tiny checkpoints
+
+tiny = load_script("make_tiny_checkpoints")
+
+
+def test_tiny_checkpoints_into_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a_file").write_text("")
+    for target in (tmp_path / "a_file", tmp_path / "a_file" / "below"):
+        assert tiny.main(["--checkpoint_dir", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"Error: --checkpoint_dir {target}: {tmp_path / 'a_file'} is a file; choose a folder."
+
+
+def test_tiny_checkpoints_into_a_read_only_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from cosmos_predict1 import tiny_checkpoints
+
+    monkeypatch.setattr(tiny_checkpoints.os, "access", lambda path, mode: False)  # root may write anywhere
+    assert tiny.main(["--checkpoint_dir", str(tmp_path / "ckpt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == f"Error: --checkpoint_dir {tmp_path / 'ckpt'}: {tmp_path} is not writable; fix its permissions or "
+        "choose another folder."
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiny_checkpoints_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    """The file size limit (RLIMIT_FSIZE) makes the first large write fail as a full disk would (EFBIG)."""
+    resource = pytest.importorskip("resource")
+    del resource
+    code = (
+        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(SCRIPTS / "make_tiny_checkpoints.py"),
+            "--checkpoint_dir",
+            str(tmp_path / "c"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot write tiny checkpoints to {tmp_path / 'c'}: File too large;")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_tiny_checkpoints_seed_out_of_range(seed: str, tmp_path: Path, capsys) -> None:
+    assert tiny.main(["--checkpoint_dir", str(tmp_path), f"--seed={seed}"]) == 2
+    assert capsys.readouterr().err.strip() == f"Error: --seed {seed}: must be from 0 to 2**63 - 1."
 
 
 def test_missing_file_names_the_file_and_the_command(tmp_path: Path) -> None:

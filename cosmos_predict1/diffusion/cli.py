@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cosmos_predict1.boundary import failure, report
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
 
@@ -30,6 +31,7 @@ from .options import (
     ModelOptions,
     OutputOptions,
     SamplingOptions,
+    check_number,
 )
 
 if TYPE_CHECKING:
@@ -39,11 +41,7 @@ log = logging.getLogger("cosmos_predict1")
 
 NO_EFFECT = "Accepted for compatibility with the original; has no effect in the renderers."
 FRAME_CHOICES = [8 * n + 1 for n in range(16)] + [10, 117]  # what the original's parser offers
-OUT_OF_MEMORY_SIGNS = ("CUDA out of memory", "CUDA error: out of memory", "_ALLOC_FAILED")  # in RuntimeErrors
-OUT_OF_MEMORY = (
-    "error: the GPU ran out of memory; retry with a smaller --max_batch (down to 1) and/or "
-    "--offload_diffusion_transformer --offload_tokenizer (finished outputs are kept)."
-)
+INTERRUPTED = "interrupted: finished outputs are kept; rerun the same command to do the rest."
 
 
 def str2bool(value: str | bool) -> bool:
@@ -149,6 +147,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """Which weights and how they run; ``ModelOptions.check_files`` is the caller's next step."""
+    check_number("--context_parallel_size", args.context_parallel_size, 1, math.inf, integer=True)
     return ModelOptions(
         checkpoint_dir=Path(args.checkpoint_dir),
         network_folder=args.diffusion_transformer_dir,
@@ -177,8 +176,17 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     """The output settings both scripts have; ``--stitch_chunks`` needs the per-frame files it reads back."""
     if args.stitch_chunks and not args.save_image:
         raise UserError("--stitch_chunks builds the clip videos from the per-frame files: keep --save_image=True.")
-    if args.stitch_chunks and not 0 <= 2 * args.overlap_n_frames <= args.num_video_frames:
-        raise UserError("--overlap_n_frames: between 0 and half of --num_video_frames for --stitch_chunks.")
+    frames = args.num_video_frames
+    if args.stitch_chunks and not 0 <= 2 * args.overlap_n_frames <= frames:
+        raise UserError(
+            f"--overlap_n_frames {args.overlap_n_frames}: must be from 0 to {frames // 2} (half of --num_video_frames "
+            f"{frames}) for --stitch_chunks."
+        )
+    if not 0 <= args.overlap_n_frames < frames:
+        raise UserError(
+            f"--overlap_n_frames {args.overlap_n_frames}: must be an integer from 0 to {frames - 1} (fewer than "
+            f"--num_video_frames {frames})."
+        )
     return OutputOptions(
         folder=Path(args.video_save_folder),
         fps=args.fps,
@@ -207,8 +215,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     line on stderr; returns the exit code.
 
     0 = done; 1 = an internal error (a bug; --debug shows the traceback); 2 = a problem the user can fix (the message
-    says how); 130 = interrupted (rerun to resume). Before the run, the output folder is checked and temporary files
-    of killed earlier runs are removed from it; the run's one-line summary is printed at the end.
+    says how); 130 = interrupted (rerun to resume): ``cosmos_predict1.boundary``'s mapping, which the helper scripts
+    share. Before the run, the output folder is checked and temporary files of killed earlier runs are removed from
+    it; the run's one-line summary is printed at the end.
 
     Under torchrun every rank runs this; rank 0 prints the summaries of the ranks that wrote files, after all ranks
     are done. A rank that fails exits with its code without waiting, and torchrun then stops the others.
@@ -230,14 +239,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
             log.info("Removed %d temporary file(s) left in %s by an interrupted run", removed, job.output.folder)
         distributed.barrier()  # no rank writes before every rank has cleared old temporary files
         summaries = distributed.writer_summaries(run_loop.run(job))
-    except UserError as err:
-        return _fail(args, f"error: {err}")
-    except KeyboardInterrupt:
-        return _fail(args, "interrupted: finished outputs are kept; rerun the same command to do the rest.", 130)
-    except Exception as err:  # an internal error: still one line unless --debug
-        if _is_out_of_memory(err):
-            return _fail(args, OUT_OF_MEMORY)
-        return _fail(args, f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
+    except (Exception, KeyboardInterrupt) as err:  # one line each (see cosmos_predict1.boundary)
+        return report(*failure(err, interrupted=INTERRUPTED), args.debug)
     distributed.teardown()
     elapsed = time.perf_counter() - run_start
     if place.is_main and len(summaries) == 1:
@@ -246,18 +249,3 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
         lines = [f"rank {rank}: {summary}" for rank, summary in summaries]
         print("\n".join([*lines, f"{place.world_size} ranks done in {elapsed:.1f} s"]), file=sys.stderr)
     return 0
-
-
-def _is_out_of_memory(err: Exception) -> bool:
-    """A GPU allocation failure: PyTorch's own error, or one that cuBLAS/cuDNN report as a RuntimeError."""
-    if type(err).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(err, RuntimeError) and any(sign in str(err) for sign in OUT_OF_MEMORY_SIGNS)
-
-
-def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
-    """Print ``message`` as one line (the traceback first with --debug); returns ``code``."""
-    if getattr(args, "debug", False):
-        traceback.print_exc()
-    print(" ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
-    return code

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,34 @@ class GBufferClip:
 
 def find_images(dataset_path: Path, extensions: Sequence[str]) -> list[str]:
     """Relative POSIX paths of the files under ``dataset_path`` (recursive, symlinked folders not followed) whose
-    lower-cased name ends with one of ``extensions`` (compared lower-cased); hidden files are skipped."""
+    lower-cased name ends with one of ``extensions`` (compared lower-cased); hidden files are skipped.
+
+    Only regular files and links to them are taken: anything else with such a name (a named pipe, a socket, a
+    device, a broken link) is skipped with a warning, as reading a named pipe would block the run forever.
+    """
     suffixes = tuple(extension.lower() for extension in extensions)
     found = []
     for folder, _, names in os.walk(dataset_path):
         for name in names:
             if not name.startswith(".") and name.lower().endswith(suffixes):
-                found.append(Path(folder, name).relative_to(dataset_path).as_posix())
+                path = Path(folder, name)
+                if is_regular_file(path):
+                    found.append(path.relative_to(dataset_path).as_posix())
     return found
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file or a link to one; a warning names anything else (pipe, socket, device,
+    broken link), which is then skipped."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        log.warning("Skipping %s: cannot look it up (%s)", path, err.strerror or err)
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    log.warning("Skipping %s: not a regular file (a named pipe, socket or device)", path)
+    return False
 
 
 def clip_key(relative_path: str, group_mode: GroupMode) -> str | None:

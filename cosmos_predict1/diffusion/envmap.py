@@ -31,6 +31,7 @@ from cosmos_predict1.errors import UserError
 
 from . import cubemap as cube_ops
 from .frames import read_pixels
+from .options import check_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -141,23 +142,68 @@ def query_directions(directions: torch.Tensor, rotation: torch.Tensor) -> torch.
 def load_camera_rotations(path: Path, num_frames: int) -> torch.Tensor:
     """Camera-to-world rotations ``[T, 3, 3]`` of the first ``num_frames`` frames of a NeRF-style pose file.
 
-    The file is JSON with ``frames[i].transform_matrix`` (4×4 camera-to-world). Rotations are taken relative to the
-    first frame (R₀ᵀ·Rᵢ), so frame 0 sees the environment exactly as without poses and the environment then stays
-    fixed in the world while the camera turns.
+    The file is JSON with ``frames[i].transform_matrix`` (4×4 camera-to-world; 3×4 is taken too). Rotations are taken
+    relative to the first frame (R₀ᵀ·Rᵢ), so frame 0 sees the environment exactly as without poses and the
+    environment then stays fixed in the world while the camera turns.
+
+    ``UserError`` naming the file (and the frame) for anything else: not a regular file, larger than
+    ``MAX_POSE_FILE_BYTES``, not JSON (also nesting too deep to parse), too few frames, a matrix of another shape,
+    values that are not finite numbers, a 3×3 part that is not a rotation (orthonormal within ``POSE_TOLERANCE``).
     """
     path = Path(path)
+    check_regular_file(path, "a JSON pose file to --camera_poses")
     try:
-        frames = json.loads(path.read_text())["frames"]
-        matrices = torch.tensor([frame["transform_matrix"] for frame in frames[:num_frames]], dtype=torch.float64)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"{path}: not a readable pose file ({type(err).__name__}: {err}); expected JSON "
-            '{"frames": [{"transform_matrix": 4×4 camera-to-world}, ...]}.'
-        ) from err
-    if matrices.ndim != 3 or matrices.shape[1:] not in ((4, 4), (3, 4)) or len(matrices) < num_frames:
-        raise UserError(f"{path}: need {num_frames} frames of 4×4 transform_matrix, found {list(matrices.shape)}.")
-    rotations = matrices[:, :3, :3]
+        if path.stat().st_size > MAX_POSE_FILE_BYTES:
+            raise UserError(f"{path}: a pose file larger than {MAX_POSE_FILE_BYTES // 2**20} MiB; {POSE_FILE_FORMAT}.")
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else f"{type(err).__name__}: {err}"
+        raise UserError(f"{path}: not a readable pose file ({reason}); {POSE_FILE_FORMAT}.") from err
+    frames = document.get("frames") if isinstance(document, dict) else None
+    if not isinstance(frames, list):
+        raise UserError(f'{path}: no "frames" list; {POSE_FILE_FORMAT}.')
+    if len(frames) < num_frames:
+        raise UserError(f"{path}: need {num_frames} frames of 4×4 transform_matrix, found {len(frames)}.")
+    matrices = np.stack([_pose_matrix(frame, index, path) for index, frame in enumerate(frames[:num_frames])])
+    rotations = torch.from_numpy(matrices[:, :3, :3])
     return (rotations[0].T @ rotations).float()
+
+
+MAX_POSE_FILE_BYTES = 64 * 2**20
+POSE_TOLERANCE = 1e-3  # largest |RᵀR − I| entry of a rotation part
+POSE_FILE_FORMAT = 'expected JSON {"frames": [{"transform_matrix": 4×4 camera-to-world}, ...]}'
+
+
+def _pose_matrix(frame: object, index: int, path: Path) -> np.ndarray:
+    """``frames[index].transform_matrix`` as float64 ``[3 or 4, 4]``, checked (see ``load_camera_rotations``)."""
+    where = f"{path}: frames[{index}].transform_matrix"
+    matrix = frame.get("transform_matrix") if isinstance(frame, dict) else None
+    rows_ok = isinstance(matrix, list) and len(matrix) in (3, 4)
+    if not rows_ok or not all(isinstance(row, list) and len(row) == 4 for row in matrix):
+        raise UserError(f"{where}: not a 4×4 list of numbers; {POSE_FILE_FORMAT}.")
+    values = []
+    for row in matrix:
+        for value in row:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UserError(f"{where}: {value!r} is not a number; {POSE_FILE_FORMAT}.")
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float range
+                number = math.inf
+            if not math.isfinite(number):
+                shown = value if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+                raise UserError(f"{where}: {shown} is not a finite number; every value must be finite.")
+            values.append(number)
+    result = np.array(values, dtype=np.float64).reshape(len(matrix), 4)
+    rotation = result[:3, :3]
+    with np.errstate(over="ignore", invalid="ignore"):
+        deviation = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if not deviation <= POSE_TOLERANCE:
+        raise UserError(
+            f"{where}: its 3×3 part is not a rotation (orthonormal; off by {deviation:.3g}); give camera-to-world "
+            "matrices without scale or shear."
+        )
+    return result
 
 
 def srgb(x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from PIL import Image
 from cosmos_predict1.errors import UserError
 
 from .fit import Placement, fit_frame, place
-from .options import FrameOptions
+from .options import MAX_RESIZED_PIXELS, FrameOptions
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,21 @@ def file_encoding(path: Path, *, linear_exr: bool = False, signed_exr: bool = Fa
 
 
 def resized_size(options: FrameOptions, height: int, width: int) -> tuple[int, int]:
-    """(h, w) a ``height × width`` frame is resized to before the crop (torchvision ``Resize`` rule)."""
+    """(h, w) a ``height × width`` frame is resized to before the crop (torchvision ``Resize`` rule).
+
+    ``UserError`` when one value of ``--resize_resolution`` (the shorter side) would make a frame of extreme aspect
+    ratio larger than ``MAX_RESIZED_PIXELS``.
+    """
     size = options.resize_resolution or (options.height, options.width)
     if len(size) == 2:
         return size[0], size[1]
     short, long = min(height, width), max(height, width)
     new_long = int(size[0] * long / short)
+    if size[0] * new_long > MAX_RESIZED_PIXELS:
+        raise UserError(
+            f"--resize_resolution {size[0]}: a {height}×{width} input would become {size[0]}×{new_long} pixels "
+            f"before the crop (more than {MAX_RESIZED_PIXELS}); give a smaller value or two values (H W)."
+        )
     return (size[0], new_long) if height <= width else (new_long, size[0])
 
 

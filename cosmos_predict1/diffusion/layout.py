@@ -11,14 +11,33 @@ Both:
     contact_sheets/<clip'>.png                                  --contact_sheet
 
 ``<clip'>`` is the clip name with every "/" replaced by "__"; elsewhere a "/" in a clip name nests folders.
+
+Names too long for the filesystem are shortened, the same way every time (the writers and the resume check both
+get their names here): a folder name longer than the limit (255 bytes of UTF-8 on most filesystems; less where the
+output folder's filesystem says so) and a file name whose clip part is longer than the limit minus ``RESERVED``
+bytes (room for the writers' temporary name and for the file's own ending) keep the start of that part, cut to fit,
+followed by ``~`` and 16 hex digits of the SHA-256 of the whole part; the ending (``.<pass>.mp4`` etc.) stays. All
+outputs of one clip thus share one short name. A whole path longer than the filesystem allows cannot be shortened
+this way: it is refused with one ``UserError`` line before any work (the resume check builds every name first).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 
+from cosmos_predict1.errors import UserError
+
 FLOAT_PASSES = ("normal", "depth")  # passes written as float EXR by --output_format exr
+NAME_MAX = 255  # bytes per name component on most filesystems (the limit used when the filesystem does not say)
+PATH_MAX = 4096  # bytes per path on Linux (likewise)
+TEMPORARY_RESERVE = 16  # writers.temporary_path adds "." and ".tmp-<pid>" (a pid of up to 10 digits)
+ENDING_RESERVE = 32  # the longest fixed file ending, e.g. ".specular_albedo.mp4" (20 bytes)
+RESERVED = TEMPORARY_RESERVE + ENDING_RESERVE
+HASH_DIGITS = 16
+NAME_FIX = "shorten the input file or folder names, or choose a shorter --video_save_folder"
 
 
 def flat_clip_name(clip_name: str) -> str:
@@ -47,29 +66,91 @@ def inverse_frame_path(
 ) -> Path:
     """``<root>/gbuffer_frames/<clip>/<chunk:04d>.<frame:04d>.<pass><suffix>``."""
     suffix = gbuffer_frame_suffix(output_format, pass_name)
-    return Path(root, "gbuffer_frames", clip_name, f"{chunk_index:04d}.{frame_index:04d}.{pass_name}{suffix}")
+    name = f"{chunk_index:04d}.{frame_index:04d}.{pass_name}{suffix}"
+    return _output_path(root, ["gbuffer_frames", *clip_name.split("/")], "", name)
 
 
 def inverse_video_path(root: str | os.PathLike, clip_name: str, pass_name: str, num_frames: int) -> Path:
     """``<root>/<clip'>.<pass>.mp4``, a ``.jpg`` for one frame."""
-    return image_or_video_path(Path(root, f"{flat_clip_name(clip_name)}.{pass_name}.mp4"), num_frames)
+    ending = ".jpg" if num_frames == 1 else ".mp4"
+    return _output_path(root, [], flat_clip_name(clip_name), f".{pass_name}{ending}")
 
 
 def forward_video_path(root: str | os.PathLike, clip_name: str, light_index: int, num_frames: int) -> Path:
     """``<root>/<clip'>.relit_<k:04d>.mp4``, a ``.jpg`` for one frame."""
-    return image_or_video_path(Path(root, f"{flat_clip_name(clip_name)}.relit_{light_index:04d}.mp4"), num_frames)
+    ending = ".jpg" if num_frames == 1 else ".mp4"
+    return _output_path(root, [], flat_clip_name(clip_name), f".relit_{light_index:04d}{ending}")
 
 
 def forward_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
     """``<root>/relit_frames_<k:04d>/<clip>.<frame:04d>.jpg``."""
-    return Path(root, f"relit_frames_{light_index:04d}", f"{clip_name}.{frame_index:04d}.jpg")
+    *folders, last = clip_name.split("/")
+    return _output_path(root, [f"relit_frames_{light_index:04d}", *folders], last, f".{frame_index:04d}.jpg")
 
 
 def forward_linear_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
     """``<root>/relit_linear_<k:04d>/<clip>.<frame:04d>.exr``: linear-light relit frames."""
-    return Path(root, f"relit_linear_{light_index:04d}", f"{clip_name}.{frame_index:04d}.exr")
+    *folders, last = clip_name.split("/")
+    return _output_path(root, [f"relit_linear_{light_index:04d}", *folders], last, f".{frame_index:04d}.exr")
 
 
 def contact_sheet_path(root: str | os.PathLike, clip_name: str) -> Path:
     """``<root>/contact_sheets/<clip'>.png``."""
-    return Path(root, "contact_sheets", f"{flat_clip_name(clip_name)}.png")
+    return _output_path(root, ["contact_sheets"], flat_clip_name(clip_name), ".png")
+
+
+def shortened(part: str, limit: int) -> str:
+    """``part`` if its UTF-8 form has at most ``limit`` bytes, else its start (whole characters) + "~" + the first
+    ``HASH_DIGITS`` hex digits of its SHA-256, ``limit`` bytes at most."""
+    data = part.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return part
+    digest = hashlib.sha256(data).hexdigest()[:HASH_DIGITS]
+    start = data[: max(limit - HASH_DIGITS - 1, 0)].decode("utf-8", "ignore")  # a cut character is dropped
+    return f"{start}~{digest}"
+
+
+def _output_path(root: str | os.PathLike, folders: list[str], stem: str, ending: str) -> Path:
+    """``root/<folders...>/<stem><ending>`` with names shortened to fit (see the module's docstring); ``UserError``
+    when the whole path is still longer than the filesystem allows."""
+    root = os.fspath(root)
+    name_max, path_max, absolute_root = _limits(root, "" if os.path.isabs(root) else os.getcwd())
+    parts = [shortened(folder, name_max) for folder in folders]
+    parts.append(shortened(stem, name_max - RESERVED) + ending)
+    path = Path(root, *parts)
+    length = len(absolute_root) + sum(len(part.encode("utf-8", "surrogateescape")) + 1 for part in parts)
+    if length + TEMPORARY_RESERVE >= path_max:
+        raise UserError(
+            f"Cannot write {path}: the path has {length} bytes, more than this filesystem allows ({path_max}, "
+            f"with room for the temporary name); {NAME_FIX}."
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=64)
+def _limits(root: str, cwd: str) -> tuple[int, int, bytes]:
+    """(bytes per name, bytes per path, the absolute root as bytes) for outputs under ``root`` (relative to ``cwd``
+    unless absolute): the smaller of the usual Linux limits and those of the filesystem of the nearest existing
+    folder on the way to ``root``."""
+    absolute = Path(os.path.normpath(os.path.join(cwd, root)))
+    name_max, path_max = NAME_MAX, PATH_MAX
+    existing = next((path for path in (absolute, *absolute.parents) if _is_folder(path)), None)
+    if existing is not None and hasattr(os, "pathconf"):
+        for key, usual in (("PC_NAME_MAX", NAME_MAX), ("PC_PATH_MAX", PATH_MAX)):
+            try:
+                value = os.pathconf(existing, key)
+            except (OSError, ValueError):
+                continue
+            if value > 0 and key == "PC_NAME_MAX":
+                name_max = min(usual, value)
+            elif value > 0:
+                path_max = min(usual, value)
+    return name_max, path_max, os.fsencode(absolute)
+
+
+def _is_folder(path: Path) -> bool:
+    """``path.is_dir()``, False for a path the system cannot even look up (one too long, say)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False

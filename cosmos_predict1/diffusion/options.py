@@ -10,6 +10,9 @@ this module to offer its choices, so ``--help`` and argument errors answer at on
 
 from __future__ import annotations
 
+import math
+import numbers
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +42,39 @@ TOKENIZER_CHUNK = 57  # pixel frames per tokenizer chunk: the released models ta
 MODEL_FPS = 24.0  # the frame rate the original's datasets give the model, whatever the output videos' fps
 MAX_SIDE = 1920  # the network's position tables cover 240 latent rows and columns
 DIFFUSERS_TOKENIZER_WEIGHTS = "diffusion_pytorch_model.safetensors"  # a tokenizer folder in diffusers' format
+
+# Ranges of the numeric options (inclusive), checked before anything is loaded.
+MAX_STEPS = 1000  # Euler steps; the released models are meant for 15
+MAX_GUIDANCE = 100.0
+MAX_FPS = 1000  # frame rate written into output videos
+MAX_SEED = 2**63 - 1  # the seed must fit a 64-bit generator seed, as in the original (torch.manual_seed)
+MAX_RESIZE = 8192  # pixels per value of --resize_resolution
+MAX_RESIZED_PIXELS = MAX_RESIZE * MAX_RESIZE  # one resized frame, before the crop
+MAX_ROTATION = 360.0  # degrees, either way
+MAX_STRENGTH = 1e6
+
+
+def check_number(
+    option: str, value: object, low: float, high: float, *, integer: bool = False, open_low: bool = False
+) -> None:
+    """``UserError`` naming ``option`` and the allowed range unless ``value`` is a finite number (an integer if
+    ``integer``) in [``low``, ``high``] (in (``low``, ``high``] with ``open_low``); ``high`` may be ``math.inf``."""
+    kind = "an integer" if integer else "a number"
+    if high == math.inf:
+        allowed = f"{kind} {'above' if open_low else 'of at least'} {_number(low)}"
+    elif open_low:
+        allowed = f"{kind} above {_number(low)} and at most {_number(high)}"
+    else:
+        allowed = f"{kind} from {_number(low)} to {_number(high)}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        raise UserError(f"{option} {value!r}: must be {allowed}.")
+    if not (math.isfinite(value) and (low < value if open_low else low <= value) and value <= high):
+        raise UserError(f"{option} {value}: must be {allowed}.")
+
+
+def _number(value: float) -> str:
+    """A range limit as written: whole numbers in full, others in the shortest form."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**64 else f"{value:g}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +106,11 @@ class ModelOptions:
         for path in required:
             if not path.exists():
                 raise missing_file(path, self.checkpoint_dir)
+        for path in [required[1], *required[3:]]:  # the files (reading a named pipe would block forever)
+            check_regular_file(path, "the downloaded checkpoint file")
+        config = self.network_dir / "config.json"
+        if config.exists() or config.is_symlink():
+            check_regular_file(config, "the network's config.json")
 
     @property
     def network_dir(self) -> Path:
@@ -97,12 +138,10 @@ class SamplingOptions:
     max_batch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.num_steps < 1:
-            raise UserError(f"--num_steps {self.num_steps}: must be at least 1.")
-        if not self.guidance >= 0:  # also refuses NaN
-            raise UserError(f"--guidance {self.guidance}: must be ≥ 0.")
-        if self.max_batch is not None and self.max_batch < 1:
-            raise UserError(f"--max_batch {self.max_batch}: must be at least 1.")
+        check_number("--num_steps", self.num_steps, 1, MAX_STEPS, integer=True)
+        check_number("--guidance", self.guidance, 0, MAX_GUIDANCE)
+        if self.max_batch is not None:
+            check_number("--max_batch", self.max_batch, 1, math.inf, integer=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,8 +174,10 @@ class FrameOptions:
         if self.fit != "stretch" and self.resize_resolution is not None:
             raise UserError(f"--fit {self.fit} sizes frames itself: leave out --resize_resolution.")
         size = self.resize_resolution
-        if size is not None and (len(size) not in (1, 2) or min(size) < 1):
-            raise UserError(f"--resize_resolution takes one or two positive values (H W), got {list(size)}.")
+        if size is not None and len(size) not in (1, 2):
+            raise UserError(f"--resize_resolution takes one or two values (H W), got {list(size)}.")
+        for value in size or ():
+            check_number("--resize_resolution", value, 1, MAX_RESIZE, integer=True)
 
     @property
     def keeps_model_frame(self) -> bool:
@@ -158,6 +199,11 @@ class OutputOptions:
     stitch_chunks: bool = False
     overlap: int = 0
 
+    def __post_init__(self) -> None:
+        check_number("--fps", self.fps, 1, MAX_FPS, integer=True)
+        check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
+        check_number("--overlap_n_frames", self.overlap, 0, math.inf, integer=True)
+
 
 @dataclass(frozen=True)
 class Lighting:
@@ -177,6 +223,12 @@ class Lighting:
     seed: int = 1000
     index: int = 0
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_number("--env_strength", self.strength, 0, MAX_STRENGTH, open_low=True)
+        check_number("--env_rotation", self.rotation, -MAX_ROTATION, MAX_ROTATION)
+        check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
+        check_number("--envlight_ind", self.index, 0, math.inf, integer=True)
 
     @property
     def label(self) -> str:
@@ -239,3 +291,15 @@ class ForwardRunOptions:
     camera_poses: Path | None = None
     output_linear: bool = False
     extensions: tuple[str, ...]
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """``UserError`` unless ``path`` is a regular file or a link to one: reading a named pipe would block forever,
+    and a device or socket is no file of ours."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err}); give {what}.") from err
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise UserError(f"{path}: {kind}; give {what}.")

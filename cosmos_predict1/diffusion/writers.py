@@ -4,6 +4,12 @@ Every writer first writes ``.<stem>.tmp-<pid><suffix>`` next to the target and r
 it is complete, so an interrupted run never leaves a truncated file under a final name (resuming can trust that an
 existing output is whole). Parent folders are created as needed. ``prepare_output_folder`` removes the temporary
 files of killed runs (only names of this pattern whose process is gone) and checks the folder before a run.
+
+A write that fails for a reason the user can fix is one ``UserError`` line, "Cannot write <file>: <reason>; <fix>",
+and its temporary file is removed: the ``OSError``s of ``USER_WRITE_ERRORS`` (a full disk, a quota, permissions, a
+name too long), and the encoders' own failures (``EncoderError``): OpenEXR's exceptions, and ffmpeg exiting before
+the video is complete (its broken pipe, or its exit status). JPEG, PNG and 16-bit PNG are encoded in memory and then
+written, so their failures are plain ``OSError``s.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,14 +30,30 @@ import torch
 
 from cosmos_predict1.errors import UserError
 
-from .layout import gbuffer_frame_suffix
+from .layout import NAME_FIX, gbuffer_frame_suffix
 
 JPEG_QUALITY = 85
 VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
 EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
 TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\.[^.]+)?")  # see temporary_path
-# Write failures the user can fix (full disk, quota, permissions, read-only or clashing paths): one-line errors.
-USER_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
+# Write failures the user can fix (full disk, quota, file size limit, permissions, read-only or clashing paths, names
+# too long): one-line errors.
+USER_WRITE_ERRORS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENAMETOOLONG,
+}
+WRITE_FIX = "check free space and permissions, or choose another --video_save_folder"
+
+
+class EncoderError(Exception):
+    """An encoder (OpenEXR, ffmpeg) could not write its file; ``str(err)`` is the reason."""
 
 
 def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -78,8 +101,9 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
     if suffix not in (".jpg", ".jpeg", ".png"):
         raise ValueError(f"write_image writes .jpg or .png, not {path.name}")
     options = {"quality": JPEG_QUALITY} if suffix != ".png" else {}
-    with _atomic(path) as temporary:
-        iio.imwrite(temporary, _checked(frame, np.uint8), plugin="pillow", **options)
+    frame = _checked(frame, np.uint8)
+    with _atomic(path) as temporary:  # encoded in memory: a failed write is a plain OSError
+        temporary.write_bytes(iio.imwrite("<bytes>", frame, plugin="pillow", extension=suffix, **options))
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
@@ -96,13 +120,17 @@ def video_writer(path: str | os.PathLike, fps: int) -> Iterator[Callable[[np.nda
 
     imageio's ffmpeg writer: quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing
     to macro blocks, ffmpeg log level "warning", encoder = imageio-ffmpeg's first available H.264 encoder.
+    ``EncoderError`` (a ``UserError`` line from ``_atomic``) when ffmpeg stops early: a broken pipe while frames are
+    sent, or a failed exit (a full disk, say), which imageio does not report itself.
     """
     with _atomic(Path(path)) as temporary:
         writer = None
+        process: subprocess.Popen | None = None
+        appended = 0
         try:
 
             def append(frame: np.ndarray) -> None:
-                nonlocal writer
+                nonlocal writer, process, appended
                 frame = _checked(frame, np.uint8)
                 height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
                 if writer is None:
@@ -121,20 +149,55 @@ def video_writer(path: str | os.PathLike, fps: int) -> Iterator[Callable[[np.nda
                         ffmpeg_params=["-s", f"{width}x{height}"],
                         output_params=["-f", "mp4"],
                     )
-                writer.append_data(np.ascontiguousarray(frame[:height, :width]))
+                try:
+                    writer.append_data(np.ascontiguousarray(frame[:height, :width]))
+                except OSError as err:  # imageio-ffmpeg: "[Errno 32] Broken pipe" + ffmpeg's command line
+                    raise EncoderError(f"ffmpeg stopped early ({_first_line(err)})") from err
+                process = process or _ffmpeg_process(writer)
+                appended += 1
 
             yield append
         finally:
             if writer is not None:
                 writer.close()
+        if writer is not None:
+            _check_video(temporary, process, appended)
+
+
+def _ffmpeg_process(writer: object) -> subprocess.Popen | None:
+    """The ffmpeg process behind an imageio ffmpeg writer (imageio 2 and imageio-ffmpeg internals), or None where
+    they differ; read while the writer is open, to learn ffmpeg's exit status after closing it."""
+    generator = getattr(writer, "_write_gen", None)
+    frame = getattr(generator, "gi_frame", None)
+    process = frame.f_locals.get("p") if frame is not None else None
+    return process if isinstance(process, subprocess.Popen) else None
+
+
+def _check_video(path: Path, process: subprocess.Popen | None, frames: int) -> None:
+    """``EncoderError`` unless ffmpeg wrote the whole video: its exit status where known, else the frames in the file
+    (ffmpeg that fails, on a full disk say, leaves a truncated file and imageio says nothing)."""
+    if process is not None:
+        if process.returncode != 0:
+            raise EncoderError(f"ffmpeg failed (exit status {process.returncode})")
+        return
+    import imageio_ffmpeg
+
+    try:
+        written = imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+    except (OSError, RuntimeError) as err:
+        raise EncoderError(f"ffmpeg wrote an unreadable video ({_first_line(err)})") from err
+    if written != frames:
+        raise EncoderError(f"ffmpeg wrote {written} of {frames} frames")
 
 
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
     """uint16 ``[H, W, 3]`` RGB → 16-bit PNG."""
     bgr = np.ascontiguousarray(_checked(image, np.uint16)[..., ::-1])
     with _atomic(Path(path)) as temporary:
-        if not cv2.imwrite(str(temporary), bgr):
-            raise OSError(f"OpenCV could not write {temporary}")
+        encoded, data = cv2.imencode(".png", bgr)  # the bytes cv2.imwrite writes; a failed write is a plain OSError
+        if not encoded:
+            raise EncoderError("OpenCV could not encode it as a 16-bit PNG")
+        temporary.write_bytes(data.tobytes())
 
 
 def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -146,7 +209,11 @@ def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
     pixels = np.ascontiguousarray(image[..., 0] if image.shape[-1] == 1 else image)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with _atomic(Path(path)) as temporary:
-        OpenEXR.File(header, {EXR_CHANNELS[image.shape[-1]]: pixels}).write(str(temporary))
+        try:
+            OpenEXR.File(header, {EXR_CHANNELS[image.shape[-1]]: pixels}).write(str(temporary))
+        except (RuntimeError, OSError) as err:  # OpenEXR reports a full disk as a RuntimeError with the reason
+            reason = _first_line(err).replace(str(temporary), path.name if isinstance(path, Path) else str(path))
+            raise EncoderError(f"OpenEXR could not write it ({reason})") from err
 
 
 def write_gbuffer_frames(paths: list[Path], decoded: torch.Tensor, pass_name: str, output_format: str) -> None:
@@ -179,14 +246,16 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path`` and renames it to ``path`` after the block; removes it on failure."""
+    """Yields a temporary path beside ``path`` and renames it to ``path`` after the block; removes it on failure.
+
+    Failures the user can fix (``USER_WRITE_ERRORS``, ``EncoderError``) become one ``UserError`` line naming ``path``.
+    """
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(
-            f"Cannot create output folder {folder}: {error.strerror or error}; choose another --video_save_folder."
-        ) from error
+        fix = NAME_FIX if error.errno == errno.ENAMETOOLONG else "choose another --video_save_folder"
+        raise UserError(f"Cannot create output folder {folder}: {error.strerror or error}; {fix}.") from error
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"Output folder {folder} is not writable; fix its permissions or choose another folder.")
     temporary = temporary_path(path)
@@ -194,13 +263,37 @@ def _atomic(path: Path) -> Iterator[Path]:
         yield temporary
         os.replace(temporary, path)
     except BaseException as error:
+        message = _write_failure(path, error)  # before removing the temporary file: it may be what filled the disk
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in USER_WRITE_ERRORS:
-            raise UserError(
-                f"Cannot write {path}: {error.strerror}; check free space and permissions, or choose another "
-                "--video_save_folder."
-            ) from error
+        if message is not None:
+            raise UserError(message) from error
         raise
+
+
+def _write_failure(path: Path, error: BaseException) -> str | None:
+    """The one line for a failed write of ``path`` that the user can fix, or None (a bug: raised as it is)."""
+    if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+        return f"Cannot write {path}: {error.strerror} ({len(path.name.encode())}-byte name); {NAME_FIX}."
+    if isinstance(error, OSError) and error.errno in USER_WRITE_ERRORS:
+        return f"Cannot write {path}: {error.strerror}; {WRITE_FIX}."
+    if isinstance(error, EncoderError):
+        full = " (the disk is full)" if _disk_full(path.parent) else ""
+        return f"Cannot write {path}: {error}{full}; {WRITE_FIX}."
+    return None
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the filesystem of ``folder`` has (almost) no space left for this user."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on this system
+        return False
+    return stats.f_bavail * stats.f_frsize < 2**20
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type when it has none)."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def temporary_path(path: Path) -> Path:

@@ -28,7 +28,15 @@ if __package__ in (None, ""):  # run as a file from a checkout: make the package
 from cosmos_predict1.diffusion import cli
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, bundled_hdris
 from cosmos_predict1.diffusion.data import IMAGE_EXTENSIONS
-from cosmos_predict1.diffusion.options import ForwardRunOptions, Lighting
+from cosmos_predict1.diffusion.options import (
+    MAX_ROTATION,
+    MAX_SEED,
+    MAX_STRENGTH,
+    ForwardRunOptions,
+    Lighting,
+    check_number,
+    check_regular_file,
+)
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL
 
@@ -123,12 +131,18 @@ def requested_lightings(args: argparse.Namespace) -> tuple[Lighting, ...]:
         if not args.use_custom_envmap:
             if k < 0:
                 raise UserError(f"--envlight_ind {k}: must be ≥ 0.")
+            if args.seed + RANDOM_LIGHT_SEED_STRIDE * k > MAX_SEED:
+                raise UserError(
+                    f"--envlight_ind {k}: random lighting {k} uses the seed --seed + {RANDOM_LIGHT_SEED_STRIDE}·{k}, "
+                    f"above {MAX_SEED}; use a smaller index or --seed."
+                )
             lightings.append(Lighting(seed=args.seed + RANDOM_LIGHT_SEED_STRIDE * k, index=k))
         elif paths is not None:
             if not 0 <= k < len(paths):
                 raise UserError(f"--envlight_ind {k}: out of range for {len(paths)} --envlight_path file(s).")
-            if not paths[k].is_file():
+            if not paths[k].exists():
                 raise UserError(f"--envlight_path {paths[k]}: file not found.")
+            check_regular_file(paths[k], "an equirectangular .hdr or .exr file to --envlight_path")
             lightings.append(Lighting(paths[k], index=k, **hdri))
         else:
             if not 0 <= k < len(bundled.paths):
@@ -143,10 +157,12 @@ def run_options(args: argparse.Namespace) -> ForwardRunOptions:
     """The command line as option values, checked before anything is loaded."""
     if args.dataset_path is None:
         raise UserError("--dataset_path is required: the inverse renderer's gbuffer_frames folder.")
-    if args.use_fixed_frame_ind and not 0 <= args.fixed_frame_ind < args.num_video_frames:
-        raise UserError(f"--fixed_frame_ind {args.fixed_frame_ind}: must be in 0..{args.num_video_frames - 1}.")
-    if args.env_strength <= 0:
-        raise UserError(f"--env_strength {args.env_strength}: must be positive.")
+    if args.use_fixed_frame_ind:
+        check_number("--fixed_frame_ind", args.fixed_frame_ind, 0, args.num_video_frames - 1, integer=True)
+    check_number("--env_strength", args.env_strength, 0, MAX_STRENGTH, open_low=True)  # also for random lighting
+    check_number("--env_rotation", args.env_rotation, -MAX_ROTATION, MAX_ROTATION)
+    if args.camera_poses:
+        check_regular_file(Path(args.camera_poses), "a JSON pose file to --camera_poses")
     return ForwardRunOptions(
         model=cli.model_options(args),
         sampling=cli.sampling_options(args),
@@ -164,10 +180,15 @@ def run_options(args: argparse.Namespace) -> ForwardRunOptions:
 
 
 def start(args: argparse.Namespace):
-    """Check the command line and the checkpoint files, then make the job (the models load when it runs)."""
+    """Check the command line, the checkpoint files and the network's config.json (against the frame size), then
+    make the job (the models load when it runs)."""
     options = run_options(args)
     options.model.check_files()
-    from cosmos_predict1.diffusion.inference.forward_job import ForwardJob
+    from cosmos_predict1.diffusion.inference.forward_job import ForwardJob  # the models' libraries (torch) from here on
+    from cosmos_predict1.diffusion.networks.config import FORWARD_7B, check_clip_shape
+
+    frames = options.frames
+    check_clip_shape(options.model.network_dir, FORWARD_7B, (options.num_frames, frames.height, frames.width))
 
     return ForwardJob(options)
 
