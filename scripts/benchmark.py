@@ -259,7 +259,7 @@ def bench_anchor(records: list[Record], context: dict) -> None:
             x, c = latent_inputs(INVERSE_7B, frames, batch)
             inputs = torch.cat([x, c], dim=1)
             context_tokens = torch.randn(batch, 512, 1024, device="cuda", dtype=torch.bfloat16)
-            mask = torch.zeros(batch, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)
+            mask = torch.zeros(1, 1, HEIGHT, WIDTH, device="cuda", dtype=torch.bfloat16)  # diffusers repeats it
             t = torch.full((batch,), 0.5, device="cuda", dtype=torch.bfloat16)
             call = partial(anchor, inputs, t, context_tokens, fps=24, padding_mask=mask)
             with torch.no_grad(), attention_backends(torch.device("cuda" if strongest else "cpu")):
@@ -270,6 +270,7 @@ def bench_anchor(records: list[Record], context: dict) -> None:
             records.append(
                 Record(f"diffusers CosmosTransformer3DModel step, {label}, {kind} (anchor)", seconds, note=note)
             )
+            print(f"  {records[-1].name}: {seconds:.4f} s", file=sys.stderr, flush=True)
             ours_names = {f"DiT step, inverse, {label}, {kind}" for kind in ("eager", "compiled")}
             for record in records:
                 if strongest and record.name in ours_names:

@@ -17,6 +17,7 @@ from cosmos_predict1.errors import UserError
 
 from . import distributed
 from .networks import DiffusionRendererDiT, DiTConfig, build_network, context_parallel
+from .networks.config import check_clip_shape
 from .networks.fp8 import use_fp8
 from .options import TOKENIZER_CHUNK, ModelOptions, SamplingOptions
 from .renderer import Renderer
@@ -70,6 +71,8 @@ def load_renderer(
     frames a run will sample, checked against the context-parallel group (if any).
     """
     options.check_files()
+    if clip_shape is not None:
+        check_clip_shape(options.network_dir, base, tuple(clip_shape))
     device = compute_device(options.device)
     dtype = model_dtype(device)
     with ThreadPoolExecutor(1, "cosmos-tokenizer") as background:  # diffusers' import and the tokenizer overlap

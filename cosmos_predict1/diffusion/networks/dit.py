@@ -189,7 +189,7 @@ class DiffusionRendererDiT(nn.Module):
         if height % c.patch_spatial or width % c.patch_spatial or frames % c.patch_temporal:
             raise ValueError(f"latent size {frames}×{height}×{width} is not a multiple of the patch size")
         grid = (frames // c.patch_temporal, height // c.patch_spatial, width // c.patch_spatial)
-        if grid[0] > c.max_frames or grid[1] > c.max_img_h // 2 or grid[2] > c.max_img_w // 2:
+        if any(size > limit for size, limit in zip(grid, c.position_table_grid)):
             raise ValueError(f"latent size {frames}×{height}×{width} exceeds the network's position tables")
 
         inputs = [x.to(dtype), latent_condition.to(device=device, dtype=dtype)]
