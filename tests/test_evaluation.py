@@ -15,15 +15,17 @@ import cv2
 import numpy as np
 import pytest
 
+from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.errors import UserError
-from cosmos_predict1.evaluation import evaluate_forward, evaluate_inverse, metrics
+from cosmos_predict1.evaluation import compare, evaluate_forward, evaluate_inverse, metrics, write_reports
 from cosmos_predict1.evaluation.quantities import GBUFFER_QUANTITIES
 
 from conftest import REPO_ROOT
 
 GROUND_TRUTH = REPO_ROOT / "asset/examples/ground_truth"
 IMAGES = REPO_ROOT / "asset/examples/image_examples"
+HDRIS = REPO_ROOT / "asset/examples/hdri_examples"
 SCRIPT = REPO_ROOT / "scripts/evaluate_renderer.py"
 TINY = ["--device", "cpu", "--height", "64", "--width", "96", "--num_video_frames", "1"]
 
@@ -259,9 +261,24 @@ def test_tiny_inverse_runs_are_compared_on_the_bundled_ground_truth(inverse_runs
         assert list(run["summary"]) == list(GBUFFER_QUANTITIES)
         for scores in run["summary"].values():
             assert scores["clips"] == len(stems) and all(np.isfinite(v) for v in scores.values())
+        assert any("video1: no output" in entry for entry in run["missing"])
     markdown = (tmp_path / "report.md").read_text()
     assert "| steps2 |" in markdown and "| image_1 | steps3 |" in markdown and "AbsRel" in markdown
     for stem in stems:
         figure = cv2.imread(str(tmp_path / "figures" / f"{stem}.png"))
         assert figure is not None and figure.shape[0] > 5 * 176  # a header and five rows of passes
     assert "### depth" in capsys.readouterr().out
+
+
+def test_tiny_forward_run_is_scored_per_hdri(tiny_checkpoints: Path, inverse_runs: list[Path], tmp_path: Path) -> None:
+    hdris = [str(HDRIS / "overcast.hdr"), str(HDRIS / "clear_sky_sun.hdr")]
+    frames = tmp_path / "gbuffers"
+    shutil.copytree(inverse_runs[0] / "gbuffer_frames/image_2", frames / "image_2")
+    args = ["--checkpoint_dir", str(tiny_checkpoints), *TINY, "--num_steps", "2", "--dataset_path", str(frames)]
+    assert forward.main([*args, "--envlight_path", *hdris, "--video_save_folder", str(tmp_path / "run")]) == 0
+    comparison = compare([tmp_path / "run"], GROUND_TRUTH, envlight_paths=hdris)
+    run = comparison["runs"][0]
+    assert comparison["kind"] == "forward" and list(run["clips"]["image_2"]) == ["overcast", "clear_sky_sun"]
+    assert {"psnr", "ssim", "psnr_aligned", "ssim_aligned"} <= set(run["summary"]["all lights"])
+    paths = write_reports(comparison, tmp_path / "report")
+    assert paths["json"].is_file() and paths["markdown"].is_file() and paths["figure image_2"].is_file()
