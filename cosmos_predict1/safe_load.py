@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ class OpaqueBlob:
 
 # ``torch.load(weights_only=True)`` additions: (stand-in, name of the global in the file).
 DATA_ONLY_GLOBALS: list[tuple[type, str]] = [(OpaqueBlob, "_io.BytesIO"), (OpaqueBlob, "io.BytesIO")]
+# ``safe_globals`` sets process-wide state on entry and restores it on exit: loads on two threads (the DiT and the
+# tokenizer load together) must not interleave those, or one would lose the other's additions mid-load.
+_ALLOWLIST_LOCK = threading.Lock()
 
 
 def refusal(path: Path, offending: Iterable[str]) -> UserError:
@@ -69,7 +73,7 @@ def load_torch_file(path: Path, *, allow_unsafe: bool, mmap: bool = False) -> An
     """
     mmap = mmap and _is_zip_format(path)
     try:
-        with torch.serialization.safe_globals(DATA_ONLY_GLOBALS):
+        with _ALLOWLIST_LOCK, torch.serialization.safe_globals(DATA_ONLY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if not allow_unsafe:
@@ -88,7 +92,7 @@ def _offending_globals(path: Path, err: pickle.UnpicklingError) -> list[str]:
     """
     if _is_zip_format(path):
         try:
-            with torch.serialization.safe_globals(DATA_ONLY_GLOBALS):
+            with _ALLOWLIST_LOCK, torch.serialization.safe_globals(DATA_ONLY_GLOBALS):
                 found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except (pickle.UnpicklingError, ValueError, RuntimeError, EOFError, OSError):
             found = []

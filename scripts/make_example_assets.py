@@ -1,67 +1,67 @@
-"""Generate the bundled example assets procedurally: HDRIs, images with ground-truth G-buffers, and videos.
+"""Generate the bundled example assets: HDRIs, images and videos rendered with Mitsuba 3, and their ground truth.
 
-Nothing is copied from elsewhere. Every file under asset/examples/ that this script writes is computed here from
-fixed parameters (no random numbers), so running it again rewrites the same bytes with the same library builds
-(OpenCV for .hdr/.jpg/.png, the ffmpeg of imageio-ffmpeg for .mp4):
+Every file under asset/examples/ that this script writes is computed here from fixed parameters and ``--seed``
+(the samplers' seed and the random marble texture); nothing is copied from elsewhere:
 
-    hdri_examples/<name>.hdr          four equirectangular Radiance HDRIs (2:1), in --envlight_ind order
-    image_examples/image_<k>.jpg      1280x704 renders of a small scene of spheres and boxes on a tiled floor
-    ground_truth/image_<k>/<pass>.png the G-buffers of each image (encodings in ground_truth/README.md)
-    video_examples/video<k>.mp4       1280x704 H.264 clips, 60 frames at 24 fps (rendered at 640x352 and
-                                      upscaled, to keep this script fast): an orbiting camera, a turning light
+    hdri_examples/<name>.hdr           four procedural equirectangular Radiance HDRIs (2:1), in --envlight_ind order
+    image_examples/image_<k>.jpg       1280x704 renders of small scenes of spheres, boxes and a cylinder on a floor
+    video_examples/video<k>.mp4        1280x704 H.264 clips, 60 frames at 24 fps (rendered at 640x352, upscaled)
+    ground_truth/<clip>/...            G-buffers and relit renders of every image and video (ground_truth/README.md)
 
-Conventions: world +Y is up. An equirectangular pixel (i, j) of an H x 2H map looks along
-(sin t sin p, cos t, sin t cos p) with t = pi (i + 0.5) / H and p = 2 pi (j + 0.5) / 2H - pi, so the map's
-horizontal centre faces +Z and its top row +Y (the convention of the renderer's environment-map chain).
+Scenes are rendered by Mitsuba 3 (``pip install -e ".[assets]"``, variant scalar_rgb: plain compiled code, the same
+bytes on every run on one machine) with its path tracer and principled BSDF, whose base_color, roughness
+(GGX alpha = roughness^2) and metallic are exactly the values written as ground truth. G-buffers come from Mitsuba's
+AOV integrator with the same camera rays: basecolor and roughness/metallic as the "albedo" of stand-in diffuse
+materials, position and shading normal of the hit, all averaged over each pixel like the image's samples.
 
-The renderer is a small vectorised ray caster: exact ray casts against the floor, spheres and boxes, hard shadows
-from the HDRI's sun/lamp discs treated as directional lights, GGX specular + Lambert diffuse, image-based ambient
-light from pre-convolved versions of the HDRI's sky, one traced mirror bounce for glossy surfaces, and an analytic
-sphere occlusion term. Usage: python scripts/make_example_assets.py [--output_dir asset/examples]
+Conventions: world +Y is up; cameras look along -Z of their own frame (x right, y up, z towards the viewer, the frame
+of the normal G-buffer). An equirectangular pixel (i, j) of an H x 2H map lies in direction
+(sin t sin p, cos t, sin t cos p), t = pi (i + 0.5) / H, p = 2 pi (j + 0.5) / 2H - pi, of the frame the map is attached
+to: the map's horizontal centre faces +Z and its top row +Y (the forward renderer's environment-map convention).
+Only the HDRIs are written without Mitsuba. Usage: python scripts/make_example_assets.py [--output_dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from types import ModuleType
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from cosmos_predict1.diffusion.assets import FALLBACK_HDRI_LIST
-
+MITSUBA_VARIANT = "scalar_rgb"
 WIDTH, HEIGHT = 1280, 704
+VIDEO_SIZE = (640, 352)  # rendered size of video frames (the clips are upscaled to WIDTH x HEIGHT)
+VIDEO_GROUND_TRUTH_SIZE = (320, 176)  # of the videos' G-buffers (the images' are WIDTH x HEIGHT)
+RELIT_SIZE = (320, 176)  # of every relit ground truth
 HDRI_HEIGHT = 1024
 VIDEO_FPS = 24
 VIDEO_FRAMES = 60
 VIDEO_CRF = 28
-JPEG_QUALITY = 95
-PREFILTER_ROUGHNESS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
-GLOSSY_LIMIT = 0.5  # surfaces rougher than this reflect the pre-filtered sky only, no traced bounce
-EPS = 1e-3
+RELIT_VIDEO_CRF = 16
+JPEG_QUALITY = 90  # of the example images and the relit ground truth of still views
+IMAGE_SPP = 40  # samples per pixel of the example images
+VIDEO_SPP = 20  # of the video frames and the per-frame relit ground truth
+RELIT_SPP = 40  # of the relit ground truth of still views
+GBUFFER_SPP = 16  # of the G-buffers (only anti-aliasing: every sample of a pixel sees the same light-free values)
+MEDIAN_GROUPS = 5  # see render_radiance
+MAX_DEPTH = 8  # longest light path (mirror-like metal needs a few bounces)
+VFOV_DEG = 40.0
+DEPTH_UNIT = 1e-2  # metres per code value of the 16-bit depth ground truth
 
 Array = np.ndarray
 
 
-# ----------------------------------------------------------------------------------------------- directions
+# ----------------------------------------------------------------------------------------------- directions and HDRIs
 
 
 def normalize(v: Array) -> Array:
     """``v`` scaled to unit length along the last axis."""
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
-def dot(a: Array, b: Array) -> Array:
-    """Row-wise dot product of [N, 3] arrays, as [N, 1]."""
-    return np.einsum("ij,ij->i", a, b)[:, None]
 
 
 def latlong_directions(height: int) -> Array:
@@ -76,33 +76,6 @@ def direction(elevation_deg: float, azimuth_deg: float) -> Array:
     """Unit vector at an elevation above the horizon and an azimuth from +Z towards +X."""
     e, a = np.radians(elevation_deg), np.radians(azimuth_deg)
     return np.array([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)])
-
-
-def rotate_y(v: Array, angle: float) -> Array:
-    """``v`` turned by ``angle`` radians about +Y (from +Z towards +X)."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.stack([c * v[..., 0] + s * v[..., 2], v[..., 1], -s * v[..., 0] + c * v[..., 2]], axis=-1)
-
-
-def latlong_uv(d: Array) -> tuple[Array, Array]:
-    """Equirectangular texture coordinates in [0, 1] (u along columns, v down the rows) of unit directions [N, 3]."""
-    return np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi) + 0.5, np.arccos(np.clip(d[:, 1], -1.0, 1.0)) / np.pi
-
-
-def sample_latlong(image: Array, uv: tuple[Array, Array]) -> Array:
-    """Bilinear lookup [N, 3] of an equirectangular ``image`` [h, 2h, 3] at ``uv`` (columns wrap, rows clamp)."""
-    h, w = image.shape[:2]
-    x, y = uv[0] * w - 0.5, uv[1] * h - 0.5
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x0 = x0.astype(np.int64) % w
-    x1 = (x0 + 1) % w
-    y1 = np.minimum(y0 + 1, h - 1).astype(np.int64) * w
-    y0 = np.maximum(y0, 0).astype(np.int64) * w
-    flat = image.reshape(-1, 3)
-    top = flat[y0 + x0] * (1 - fx) + flat[y0 + x1] * fx
-    bottom = flat[y1 + x0] * (1 - fx) + flat[y1 + x1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 # ----------------------------------------------------------------------------------------------- environments
@@ -209,7 +182,7 @@ def overcast(d: Array) -> Array:
     return _over_ground(d, np.array([0.95, 0.98, 1.0]) * 4.0 * (1 + 2 * up) / 3, (0.5, 0.5, 0.47))
 
 
-# Keyed by the file stems of FALLBACK_HDRI_LIST.
+# Keyed by file stem, in the forward renderer's fallback --envlight_ind order.
 ENVIRONMENTS: dict[str, Environment] = {
     "clear_sky_sun": Environment(clear_sky, (CLEAR_SUN,)),
     "pink_sunrise": Environment(pink_sunrise, (SUNRISE_SUN,)),
@@ -224,28 +197,119 @@ def write_hdr(path: Path, radiance: Array) -> None:
         raise OSError(f"could not write {path}")
 
 
-# ----------------------------------------------------------------------------------------------- scene
+# ----------------------------------------------------------------------------------------------- materials
 
 
 @dataclass(frozen=True)
-class Material:
-    """Basecolor (sRGB-encoded), GGX roughness and metallic, as stored in the G-buffers."""
+class Finish:
+    """What the G-buffers record at a surface point: basecolor (sRGB-encoded, [0, 1]), GGX roughness, metallic."""
 
     basecolor: tuple[float, float, float]
     roughness: float
     metallic: float
 
 
-RED_PLASTIC = Material((0.75, 0.12, 0.10), 0.3, 0.0)
-GOLD = Material((1.0, 0.78, 0.34), 0.25, 1.0)
-CHROME = Material((0.95, 0.95, 0.95), 0.06, 1.0)
-WHITE_MATTE = Material((0.82, 0.82, 0.80), 0.85, 0.0)
-BLUE_PAINT = Material((0.12, 0.28, 0.72), 0.45, 0.0)
-GREEN_RUBBER = Material((0.20, 0.55, 0.25), 0.7, 0.0)
-COPPER = Material((0.95, 0.64, 0.54), 0.4, 1.0)
-FLOOR_LIGHT = Material((0.66, 0.62, 0.56), 0.35, 0.0)
-FLOOR_DARK = Material((0.30, 0.29, 0.28), 0.7, 0.0)
+@dataclass(frozen=True)
+class Material:
+    """A principled material: one ``Finish``, two alternating in a checkerboard, or a seeded basecolor texture.
+
+    ``checks``: checkerboard squares per unit of the shape's uv coordinates (``second`` alternates with ``first``).
+    ``texture``: a key of TEXTURES, the basecolor; ``first`` then gives only roughness and metallic.
+    """
+
+    first: Finish
+    second: Finish | None = None
+    checks: float = 0.0
+    texture: str | None = None
+
+    def finishes(self) -> tuple[Finish, Finish]:
+        """(first, second) of the checkerboard; a uniform material has two equal ones."""
+        return self.first, self.second or self.first
+
+
+def marble(rng: np.random.Generator, height: int = 128) -> Array:
+    """A veined white-and-blue stone texture [height, 2 height, 3], sRGB-encoded in [0, 1], seamless along x."""
+    coarse = rng.standard_normal((8, 16))
+    tiled = np.concatenate([coarse, coarse[:, :1]], axis=1)  # repeat the first column: seamless wrap along x
+    noise = cv2.resize(tiled, (2 * height + height // 8, height), interpolation=cv2.INTER_CUBIC)[:, : 2 * height]
+    x = np.linspace(0.0, 1.0, 2 * height, endpoint=False)[None, :]
+    veins = np.abs(np.sin(2 * np.pi * (3 * x + 0.35 * noise)))
+    return _mix((0.28, 0.36, 0.62), (0.92, 0.90, 0.86), veins[..., None] ** 0.35)
+
+
+TEXTURES: dict[str, Callable[[np.random.Generator], Array]] = {"marble": marble}
+
+RED_PLASTIC = Material(Finish((0.75, 0.12, 0.10), 0.3, 0.0))
+GOLD = Material(Finish((1.0, 0.78, 0.34), 0.25, 1.0))
+CHROME = Material(Finish((0.95, 0.95, 0.95), 0.06, 1.0))
+COPPER = Material(Finish((0.95, 0.64, 0.54), 0.4, 1.0))
+WHITE_MATTE = Material(Finish((0.82, 0.82, 0.80), 0.85, 0.0))
+BLUE_PAINT = Material(Finish((0.12, 0.28, 0.72), 0.45, 0.0))
+GREEN_RUBBER = Material(Finish((0.20, 0.55, 0.25), 0.7, 0.0))
+MARBLE = Material(Finish((1.0, 1.0, 1.0), 0.15, 0.0), texture="marble")
+CHECKED_TILES = Material(Finish((0.85, 0.68, 0.20), 0.35, 0.0), Finish((0.10, 0.10, 0.12), 0.2, 1.0), checks=4.0)
 FLOOR_TILE = 0.6  # metres
+FLOOR_HALF_SIZE = 30.0  # metres
+TILED_FLOOR = Material(
+    Finish((0.66, 0.62, 0.56), 0.35, 0.0), Finish((0.30, 0.29, 0.28), 0.7, 0.0), checks=2 * FLOOR_HALF_SIZE / FLOOR_TILE
+)
+CONCRETE = Material(Finish((0.52, 0.50, 0.47), 0.8, 0.0))
+
+
+def srgb_to_linear(c: Array) -> Array:
+    """sRGB-encoded values in [0, 1] to linear."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: Array) -> Array:
+    """Linear values in [0, 1] to sRGB-encoded."""
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(np.maximum(c, 0.0031308), 1 / 2.4) - 0.055)
+
+
+class Textures:
+    """Mitsuba texture dictionaries of the materials' channels; ``seed`` makes the random textures."""
+
+    def __init__(self, mi: ModuleType, seed: int) -> None:
+        self.mi = mi
+        self.images = {name: make(np.random.default_rng(seed)) for name, make in TEXTURES.items()}
+
+    def channel(self, material: Material, values: Callable[[Finish], list[float]]) -> dict:
+        """Linear RGB ``values`` of each finish, as a constant or a checkerboard over the shape's uv."""
+        first, second = (values(finish) for finish in material.finishes())
+        if first == second:
+            return {"type": "rgb", "value": first}
+        # Mitsuba's checkerboard has two squares per uv unit along each axis.
+        to_uv = self.mi.ScalarTransform4f().scale([material.checks / 2, material.checks / 2, 1.0])
+        rgb = [{"type": "rgb", "value": value} for value in (first, second)]
+        return {"type": "checkerboard", "color0": rgb[0], "color1": rgb[1], "to_uv": to_uv}
+
+    def basecolor(self, material: Material) -> dict:
+        """The linear basecolor texture of ``material``."""
+        if material.texture is None:
+            return self.channel(material, lambda finish: srgb_to_linear(finish.basecolor).tolist())
+        linear = srgb_to_linear(self.images[material.texture]).astype(np.float32)
+        return {"type": "bitmap", "bitmap": self.mi.Bitmap(linear), "raw": True, "filter_type": "bilinear"}
+
+    def principled(self, material: Material) -> dict:
+        """The BSDF the images are rendered with (specular 0.5: F0 = 0.04 for non-metals)."""
+        return {
+            "type": "principled",
+            "base_color": self.basecolor(material),
+            "roughness": self.channel(material, lambda finish: [finish.roughness] * 3),
+            "metallic": self.channel(material, lambda finish: [finish.metallic] * 3),
+        }
+
+    def basecolor_standin(self, material: Material) -> dict:
+        """A diffuse BSDF whose albedo AOV is the linear basecolor."""
+        return {"type": "diffuse", "reflectance": self.basecolor(material)}
+
+    def finish_standin(self, material: Material) -> dict:
+        """A diffuse BSDF whose albedo AOV is (roughness, metallic, 0)."""
+        return {"type": "diffuse", "reflectance": self.channel(material, lambda f: [f.roughness, f.metallic, 0.0])}
+
+
+# ----------------------------------------------------------------------------------------------- shapes
 
 
 @dataclass(frozen=True)
@@ -254,22 +318,9 @@ class Sphere:
     radius: float
     material: Material
 
-    def distance(self, o: Array, d: Array) -> Array:
-        """Distance [N] along rays ``o + t d`` (unit ``d``, ``o`` outside) to the sphere, inf on a miss."""
-        oc = o - np.array(self.center)
-        b = dot(oc, d)[:, 0]
-        disc = b * b - (dot(oc, oc)[:, 0] - self.radius**2)
-        t = -b - np.sqrt(np.maximum(disc, 0.0))
-        return np.where((disc > 0) & (t > EPS), t, np.inf)
-
-    def normal_at(self, p: Array) -> Array:
-        """Outward unit normals [N, 3] at surface points ``p``."""
-        return (p - np.array(self.center)) / self.radius
-
-    @property
-    def occluder(self) -> tuple[Array, float]:
-        """Centre and radius of the sphere used for ambient occlusion."""
-        return np.array(self.center), self.radius
+    def shapes(self, mi: ModuleType) -> list[dict]:
+        """Mitsuba shape dictionaries (without BSDF)."""
+        return [{"type": "sphere", "center": list(self.center), "radius": self.radius}]
 
 
 @dataclass(frozen=True)
@@ -281,315 +332,216 @@ class Box:
     yaw_deg: float
     material: Material
 
-    @property
-    def center(self) -> Array:
-        return np.array([self.center_xz[0], self.half_size[1], self.center_xz[1]])
-
-    def distance(self, o: Array, d: Array) -> Array:
-        """Distance [N] along rays ``o + t d`` (``o`` outside) to the box, inf on a miss (slab test)."""
-        yaw = np.radians(self.yaw_deg)
-        lo, ld = rotate_y(o - self.center, -yaw), rotate_y(d, -yaw)
-        half = np.array(self.half_size)
-        inv = 1.0 / np.where(ld == 0, 1e-30, ld)
-        t1, t2 = (-half - lo) * inv, (half - lo) * inv
-        t_near, t_far = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
-        return np.where((t_near <= t_far) & (t_near > EPS), t_near, np.inf)
-
-    def normal_at(self, p: Array) -> Array:
-        """Outward unit normals [N, 3] at surface points ``p``: the axis of the face the point lies on."""
-        yaw = np.radians(self.yaw_deg)
-        local = rotate_y(p - self.center, -yaw) / np.array(self.half_size)
-        axis = np.abs(local).argmax(axis=1)
-        normal = np.zeros_like(local)
-        rows = np.arange(len(local))
-        normal[rows, axis] = np.sign(local[rows, axis])
-        return rotate_y(normal, yaw)
-
-    @property
-    def occluder(self) -> tuple[Array, float]:
-        """Centre and radius of the sphere of equal volume, used for ambient occlusion."""
-        return self.center, float(np.cbrt(np.prod(self.half_size) * 6 / np.pi))
-
-
-@dataclass
-class Surface:
-    """What rays hit: ``ids`` -1 = nothing, 0 = floor, k = object k - 1; per-ray G-buffer values."""
-
-    ids: Array
-    t: Array
-    position: Array
-    normal: Array
-    basecolor: Array
-    roughness: Array
-    metallic: Array
-
-    @property
-    def hit(self) -> Array:
-        return self.ids >= 0
+    def shapes(self, mi: ModuleType) -> list[dict]:
+        """Mitsuba shape dictionaries (without BSDF)."""
+        center = [self.center_xz[0], self.half_size[1], self.center_xz[1]]
+        to_world = mi.ScalarTransform4f().translate(center).rotate([0, 1, 0], self.yaw_deg).scale(list(self.half_size))
+        return [{"type": "cube", "to_world": to_world}]
 
 
 @dataclass(frozen=True)
-class Scene:
-    """Objects standing on an endless tiled floor (the plane y = 0)."""
+class Cylinder:
+    """An upright cylinder standing on the floor, closed by a disc on top."""
 
-    objects: tuple[Sphere | Box, ...]
+    center_xz: tuple[float, float]
+    radius: float
+    height: float
+    material: Material
 
-    def intersect(self, o: Array, d: Array) -> tuple[Array, Array]:
-        """Nearest distance [N] and id [N] (see ``Surface``) along rays ``o + t d``."""
-        going_down = d[:, 1] < -1e-6
-        t = np.where(going_down, -o[:, 1] / np.where(going_down, d[:, 1], -1.0), np.inf)
-        t = np.where(t > EPS, t, np.inf)
-        ids = np.where(np.isfinite(t), 0, -1)
-        for k, obj in enumerate(self.objects, start=1):
-            t_obj = obj.distance(o, d)
-            closer = t_obj < t
-            t = np.where(closer, t_obj, t)
-            ids[closer] = k
-        return t, ids
-
-    def occluded(self, o: Array, d: Array) -> Array:
-        """Whether an object blocks each ray ``o + t d`` (the floor never blocks the lights above it)."""
-        blocked = np.zeros(len(o), dtype=bool)
-        for obj in self.objects:
-            blocked |= np.isfinite(obj.distance(o, d))
-        return blocked
-
-    def ambient_visibility(self, surface: Surface) -> Array:
-        """1 minus the analytic occlusion of every other object approximated by a sphere, [N, 1]."""
-        visibility = np.ones((len(surface.ids), 1))
-        for k, obj in enumerate(self.objects, start=1):
-            center, radius = obj.occluder
-            to_center = center - surface.position
-            distance = np.linalg.norm(to_center, axis=1, keepdims=True)
-            cosine = np.clip(dot(surface.normal, to_center) / distance, 0.0, 1.0)
-            occlusion = np.clip((radius / distance) ** 2 * cosine, 0.0, 1.0)
-            visibility *= np.where((surface.ids == k)[:, None], 1.0, 1.0 - occlusion)
-        return visibility
-
-    def surface(self, o: Array, d: Array, footprint_per_metre: float) -> Surface:
-        """Cast rays and gather their G-buffer values; the floor's tiles are filtered over the pixel footprint."""
-        t, ids = self.intersect(o, d)
-        t_safe = np.where(np.isfinite(t), t, 0.0)
-        position = o + t_safe[:, None] * d
-        normal = np.zeros_like(position)
-        normal[ids == 0] = (0.0, 1.0, 0.0)
-        basecolor = np.zeros_like(o)
-        roughness = np.ones((len(o), 1))
-        metallic = np.zeros((len(o), 1))
-        floor = ids == 0
-        footprint = t_safe[floor] * footprint_per_metre / np.sqrt(np.maximum(-d[floor, 1], 1e-3))
-        tiles = _tile_pattern(position[floor], footprint)[:, None]
-        basecolor[floor] = _mix(FLOOR_DARK.basecolor, FLOOR_LIGHT.basecolor, tiles)
-        roughness[floor] = _mix(FLOOR_DARK.roughness, FLOOR_LIGHT.roughness, tiles)
-        for k, obj in enumerate(self.objects, start=1):
-            mask = ids == k
-            normal[mask] = obj.normal_at(position[mask])
-            basecolor[mask] = obj.material.basecolor
-            roughness[mask] = obj.material.roughness
-            metallic[mask] = obj.material.metallic
-        return Surface(ids, t, position, normal, basecolor, roughness, metallic)
-
-
-def _tile_pattern(position: Array, footprint: Array) -> Array:
-    """Checkerboard of the floor in [0, 1] (1 = light tile), its edges blurred over ``footprint`` metres."""
-
-    def soft_sign(x: Array) -> Array:
-        return np.clip(np.sin(np.pi * x / FLOOR_TILE) * FLOOR_TILE / (np.pi * footprint), -1.0, 1.0)
-
-    return 0.5 + 0.5 * soft_sign(position[:, 0]) * soft_sign(position[:, 2])
-
-
-# ----------------------------------------------------------------------------------------------- lighting
-
-
-def convolve_latlong(source: Array, height: int, lobe: Callable[[Array], Array]) -> Array:
-    """Equirectangular map [height, 2 height, 3] of the ``lobe``-weighted average of ``source`` around each direction.
-
-    ``lobe`` maps the cosine between output and source directions to a weight; source texels are weighted by
-    their solid angle too.
-    """
-    source_dirs = latlong_directions(source.shape[0]).reshape(-1, 3)
-    solid_angle = np.sqrt(np.maximum(1 - source_dirs[:, 1] ** 2, 0.0))
-    values = source.reshape(-1, 3)
-    out_dirs = latlong_directions(height).reshape(-1, 3)
-    out = np.empty_like(out_dirs)
-    for start in range(0, len(out_dirs), 1024):
-        weights = lobe(out_dirs[start : start + 1024] @ source_dirs.T) * solid_angle
-        out[start : start + 1024] = (weights @ values) / weights.sum(axis=1, keepdims=True)
-    return out.reshape(height, 2 * height, 3)
-
-
-def ggx_lobe(roughness: float) -> Callable[[Array], Array]:
-    """GGX distribution of the half-vector times the cosine, as a function of the cosine to the mirror direction."""
-    alpha2 = roughness**4
-
-    def lobe(cosine: Array) -> Array:
-        cos_half2 = (1 + cosine) / 2
-        return alpha2 / (np.pi * ((alpha2 - 1) * cos_half2 + 1) ** 2) * np.maximum(cosine, 0.0)
-
-    return lobe
+    def shapes(self, mi: ModuleType) -> list[dict]:
+        """Mitsuba shape dictionaries (without BSDF)."""
+        x, z = self.center_xz
+        top = mi.ScalarTransform4f().translate([x, self.height, z]).rotate([1, 0, 0], -90).scale(self.radius)
+        return [
+            {"type": "cylinder", "p0": [x, 0.0, z], "p1": [x, self.height, z], "radius": self.radius},
+            {"type": "disk", "to_world": top},
+        ]
 
 
 @dataclass(frozen=True)
-class Lighting:
-    """An ``Environment`` prepared for shading, turned by ``yaw`` radians about +Y."""
+class Floor:
+    """The square floor y = 0 around the origin, FLOOR_HALF_SIZE metres to each side."""
 
-    specular_maps: tuple[Array, ...]  # sky pre-filtered for each PREFILTER_ROUGHNESS (the first is the sky itself)
-    irradiance_map: Array  # cosine-weighted sky irradiance, per normal direction
-    light_directions: Array  # [L, 3]
-    light_irradiance: Array  # [L, 3]
-    yaw: float = 0.0
+    material: Material
 
-    @classmethod
-    def prepare(cls, environment: Environment) -> Lighting:
-        """Pre-filter the sky of ``environment`` (about a second) and collect its lights."""
-        source = environment.sky(latlong_directions(48))
-        specular = [environment.sky(latlong_directions(HDRI_HEIGHT))]
-        specular += [convolve_latlong(source, 32, ggx_lobe(r)) for r in PREFILTER_ROUGHNESS[1:]]
-        irradiance = np.pi * convolve_latlong(source, 32, lambda cosine: np.maximum(cosine, 0.0))
-        return cls(
-            tuple(specular),
-            irradiance,
-            np.array([light.direction for light in environment.lights]).reshape(-1, 3),
-            np.array([light.irradiance for light in environment.lights]).reshape(-1, 3),
-        )
-
-    def turned(self, yaw: float) -> Lighting:
-        """The same lighting turned by ``yaw`` radians about +Y."""
-        return Lighting(self.specular_maps, self.irradiance_map, self.light_directions, self.light_irradiance, yaw)
-
-    def lights(self) -> list[tuple[Array, Array]]:
-        """(direction, irradiance) of every directional light, turned."""
-        return list(zip(rotate_y(self.light_directions, self.yaw), self.light_irradiance))
-
-    def sky(self, d: Array) -> Array:
-        """Sky radiance (without the light discs) along ``d``."""
-        return sample_latlong(self.specular_maps[0], latlong_uv(rotate_y(d, -self.yaw)))
-
-    def irradiance(self, normal: Array) -> Array:
-        """Sky irradiance on a surface with ``normal``."""
-        return sample_latlong(self.irradiance_map, latlong_uv(rotate_y(normal, -self.yaw)))
-
-    def specular(self, d: Array, roughness: Array) -> Array:
-        """Pre-filtered sky radiance along reflection directions ``d`` for per-ray ``roughness`` [N, 1]."""
-        u, v = latlong_uv(rotate_y(d, -self.yaw))
-        out = np.zeros_like(d)
-        for k, level in enumerate(self.specular_maps):
-            weight = np.interp(roughness[:, 0], PREFILTER_ROUGHNESS, np.eye(len(PREFILTER_ROUGHNESS))[k])
-            used = np.flatnonzero(weight > 0)
-            out[used] += weight[used, None] * sample_latlong(level, (u[used], v[used]))
-        return out
+    def shapes(self, mi: ModuleType) -> list[dict]:
+        """Mitsuba shape dictionaries (without BSDF)."""
+        to_world = mi.ScalarTransform4f().rotate([1, 0, 0], -90).scale(FLOOR_HALF_SIZE)
+        return [{"type": "rectangle", "to_world": to_world}]
 
 
-def srgb_to_linear(c: Array) -> Array:
-    """sRGB-encoded values in [0, 1] to linear."""
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+Shape = Sphere | Box | Cylinder | Floor
 
 
-def linear_to_srgb(c: Array) -> Array:
-    """Linear values in [0, 1] to sRGB-encoded."""
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(np.maximum(c, 0.0031308), 1 / 2.4) - 0.055)
+# ----------------------------------------------------------------------------------------------- views
 
 
-def environment_brdf(f0: Array, roughness: Array, n_dot_v: Array) -> Array:
-    """Analytic fit of the pre-integrated GGX specular reflectance (Karis, 'Physically based shading on mobile')."""
-    r = roughness * np.array([-1.0, -0.0275, -0.572, 0.022]) + np.array([1.0, 0.0425, 1.04, -0.04])
-    a004 = np.minimum(r[:, :1] ** 2, np.exp2(-9.28 * n_dot_v)) * r[:, :1] + r[:, 1:2]
-    scale, bias = -1.04 * a004 + r[:, 2:3], 1.04 * a004 + r[:, 3:4]
-    return f0 * scale + bias
-
-
-def shade(scene: Scene, lighting: Lighting, surface: Surface, d: Array, footprint: float, bounce: bool) -> Array:
-    """Linear radiance [N, 3] leaving ``surface`` towards the ray origins (the sky where a ray hit nothing).
-
-    With ``bounce`` the reflection of glossy surfaces is traced once and blended with the pre-filtered sky.
-    """
-    n, v = surface.normal, -d
-    n_dot_v = np.clip(dot(n, v), 1e-4, 1.0)
-    base = srgb_to_linear(surface.basecolor)
-    diffuse_color = base * (1 - surface.metallic)
-    f0 = 0.04 * (1 - surface.metallic) + base * surface.metallic
-    lift = surface.position + n * EPS
-    color = np.zeros_like(d)
-    alpha = np.maximum(surface.roughness**2, 0.03)  # no narrower than the sun disc
-    for l, irradiance in lighting.lights():  # noqa: E741 (l: the light direction, as in the formulas)
-        n_dot_l = np.clip(n @ l, 0.0, 1.0)[:, None]
-        h = normalize(l + v)
-        n_dot_h, v_dot_h = np.clip(dot(n, h), 0.0, 1.0), np.clip(dot(v, h), 0.0, 1.0)
-        ndf = alpha**2 / (np.pi * ((alpha**2 - 1) * n_dot_h**2 + 1) ** 2)
-        k = alpha / 2
-        geometry = n_dot_l / (n_dot_l * (1 - k) + k) * n_dot_v / (n_dot_v * (1 - k) + k)
-        fresnel = f0 + (1 - f0) * (1 - v_dot_h) ** 5
-        specular = ndf * geometry * fresnel / (4 * n_dot_l * n_dot_v + 1e-4)
-        visible = ~scene.occluded(lift, np.broadcast_to(l, lift.shape))[:, None]
-        color += visible * irradiance * n_dot_l * (diffuse_color / np.pi + specular)
-    ambient = scene.ambient_visibility(surface)
-    color += diffuse_color * lighting.irradiance(n) / np.pi * ambient
-    reflected = d - 2 * dot(d, n) * n
-    reflection = lighting.specular(reflected, surface.roughness) * ambient
-    if bounce:
-        glossy = np.flatnonzero(surface.hit & (surface.roughness[:, 0] < GLOSSY_LIMIT))
-        second = scene.surface(lift[glossy], reflected[glossy], footprint)
-        traced = shade(scene, lighting, second, reflected[glossy], footprint, False)
-        sharpness = 1 - surface.roughness[glossy] / GLOSSY_LIMIT
-        reflection[glossy] = sharpness * traced + (1 - sharpness) * reflection[glossy]
-    color += reflection * environment_brdf(f0, surface.roughness, n_dot_v)
-    missed = ~surface.hit
-    color[missed] = lighting.sky(d[missed])
-    return color
-
-
-# ----------------------------------------------------------------------------------------------- camera and output
-
-VFOV_DEG = 40.0
+def yaw_rotation(angle_deg: float) -> Array:
+    """Rotation [3, 3] by ``angle_deg`` about +Y (from +Z towards +X)."""
+    c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 @dataclass(frozen=True)
 class Camera:
-    """A pinhole camera at ``position`` looking at ``target`` with +Y up, VFOV_DEG vertical field of view."""
+    """A pinhole camera at ``position`` looking at ``target`` with +Y up and VFOV_DEG vertical field of view."""
 
     position: tuple[float, float, float]
     target: tuple[float, float, float]
 
-    def basis(self) -> tuple[Array, Array, Array]:
-        """Unit (right, up, forward) vectors in world space."""
-        forward = normalize(np.array(self.target) - np.array(self.position))
+    def rotation(self) -> Array:
+        """Camera-to-world rotation [3, 3]: its columns are the camera's right, up and backward unit vectors."""
+        forward = normalize(np.array(self.target, dtype=float) - np.array(self.position, dtype=float))
         right = normalize(np.cross(forward, [0.0, 1.0, 0.0]))
-        return right, np.cross(right, forward), forward
+        return np.stack([right, np.cross(right, forward), -forward], axis=1)
 
-    def rays(self, width: int, height: int) -> tuple[Array, Array]:
-        """Origins and unit directions [height * width, 3] through the pixel centres, row-major from the top left."""
-        right, up, forward = self.basis()
-        half = np.tan(np.radians(VFOV_DEG) / 2)
-        x = ((np.arange(width) + 0.5) * 2 / width - 1) * half * width / height
-        y = (1 - (np.arange(height) + 0.5) * 2 / height) * half
-        yy, xx = np.meshgrid(y, x, indexing="ij")
-        d = normalize(forward + xx[..., None] * right + yy[..., None] * up).reshape(-1, 3)
-        return np.broadcast_to(np.array(self.position, dtype=float), d.shape), d
+    def orbited(self, angle_deg: float) -> Camera:
+        """This camera moved by ``angle_deg`` about the vertical axis through its target."""
+        target = np.array(self.target, dtype=float)
+        position = target + yaw_rotation(angle_deg) @ (np.array(self.position, dtype=float) - target)
+        return Camera(tuple(position.tolist()), self.target)
 
-
-def render(
-    scene: Scene, lighting: Lighting, camera: Camera, width: int = WIDTH, height: int = HEIGHT
-) -> tuple[Array, Surface, Array]:
-    """Linear radiance [height, width, 3], the primary ``Surface`` and the ray directions of one view."""
-    origins, d = camera.rays(width, height)
-    pixel_angle = 2 * np.tan(np.radians(VFOV_DEG) / 2) / height  # radians per pixel near the image centre
-    surface = scene.surface(origins, d, pixel_angle)
-    color = shade(scene, lighting, surface, d, pixel_angle, bounce=True)
-    return color.reshape(height, width, 3), surface, d
+    def sensor(self, mi: ModuleType, size: tuple[int, int]) -> dict:
+        """Mitsuba sensor of ``size`` (width, height) pixels, box pixel filter, multi-jittered samples."""
+        to_world = mi.ScalarTransform4f().look_at(origin=list(self.position), target=list(self.target), up=[0, 1, 0])
+        film = {"type": "hdrfilm", "width": size[0], "height": size[1], "rfilter": {"type": "box"}}
+        return {
+            "type": "perspective",
+            "fov": VFOV_DEG,
+            "fov_axis": "y",
+            "to_world": to_world,
+            "film": {**film, "pixel_format": "rgb"},
+            "sampler": {"type": "multijitter"},
+        }
 
 
-def exposure_for(radiance: Array, key: float = 0.18) -> float:
-    """Scale that maps the log-average luminance to ``key`` (0.18: middle grey)."""
-    luminance = radiance @ np.array([0.2126, 0.7152, 0.0722])
-    return float(key / np.exp(np.mean(np.log(luminance + 1e-4))))
+@dataclass(frozen=True)
+class Lighting:
+    """An HDRI of hdri_examples/ (by file stem) around the scene; ``rotation`` [3, 3] takes its frame to world space."""
+
+    hdri: str
+    rotation: tuple[tuple[float, ...], ...] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+    @classmethod
+    def in_world(cls, hdri: str, yaw_deg: float = 0.0) -> Lighting:
+        """The HDRI fixed in the world, turned by ``yaw_deg`` about +Y."""
+        return cls(hdri, _as_tuple(yaw_rotation(yaw_deg)))
+
+    @classmethod
+    def on_camera(cls, hdri: str, camera: Camera) -> Lighting:
+        """The HDRI attached to the camera's frame: how the forward renderer lights a clip (identity camera pose)."""
+        return cls(hdri, _as_tuple(camera.rotation()))
+
+    def emitter(self, mi: ModuleType, hdri_folder: Path) -> dict:
+        """Mitsuba envmap. Its own lookup puts u = 0.25 at +X; mirroring x gives this script's convention."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = np.array(self.rotation) @ np.diag([-1.0, 1.0, 1.0])
+        return {
+            "type": "envmap",
+            "filename": str(hdri_folder / f"{self.hdri}.hdr"),
+            "to_world": mi.ScalarTransform4f(matrix.tolist()),
+        }
 
 
-def tone_map(radiance: Array, exposure: float) -> Array:
-    """Exposed linear radiance -> uint8 sRGB through the ACES filmic fit of Narkowicz."""
-    x = radiance * exposure
-    mapped = np.clip(x * (2.51 * x + 0.03) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0)
-    return to_uint8(linear_to_srgb(mapped))
+def _as_tuple(matrix: Array) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in matrix)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One rendered frame: objects on the floor under ``lighting`` seen by ``camera``; radiance times ``exposure``."""
+
+    objects: tuple[Shape, ...]
+    camera: Camera
+    lighting: Lighting
+    exposure: float = 1.0
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def load_mitsuba() -> ModuleType:
+    """Mitsuba 3 set to MITSUBA_VARIANT, or SystemExit with the install command."""
+    try:
+        import mitsuba as mi
+    except ImportError:
+        raise SystemExit('Rendering the examples needs Mitsuba 3: pip install -e ".[assets]"') from None
+    mi.set_variant(MITSUBA_VARIANT)
+    return mi
+
+
+def _scene(mi: ModuleType, objects: tuple[Shape, ...], bsdf: Callable[[Material], dict], extra: dict) -> object:
+    """A loaded Mitsuba scene of ``objects`` with ``bsdf(material)`` each, plus ``extra`` entries."""
+    entries = dict(extra)
+    for k, obj in enumerate(objects):
+        for j, shape in enumerate(obj.shapes(mi)):
+            entries[f"shape_{k}_{j}"] = {**shape, "bsdf": bsdf(obj.material)}
+    return mi.load_dict({"type": "scene", **entries})
+
+
+def render_radiance(shot: Shot, size: tuple[int, int], spp: int, seed: int, hdri_folder: Path) -> Array:
+    """Linear radiance [height, width, 3] float32 of ``shot`` (path tracing, principled BSDFs), ``spp`` samples a pixel.
+
+    Each pixel is the median of MEDIAN_GROUPS means of spp / MEDIAN_GROUPS samples (a median of means): it drops
+    the rare, very bright samples of sunlight reflected by mirror-like metal onto the floor (fireflies), at a small
+    bias against such caustics.
+    """
+    if spp % MEDIAN_GROUPS:
+        raise ValueError(f"spp must be a multiple of {MEDIAN_GROUPS}")
+    mi = load_mitsuba()
+    textures = Textures(mi, seed)
+    extra = {
+        "integrator": {"type": "path", "max_depth": MAX_DEPTH},
+        "sensor": shot.camera.sensor(mi, size),
+        "environment": shot.lighting.emitter(mi, hdri_folder),
+    }
+    scene = _scene(mi, shot.objects, textures.principled, extra)
+    groups = [mi.render(scene, seed=seed * MEDIAN_GROUPS + k, spp=spp // MEDIAN_GROUPS) for k in range(MEDIAN_GROUPS)]
+    return np.median(np.array(groups, dtype=np.float32), axis=0)
+
+
+@dataclass(frozen=True)
+class GBuffers:
+    """The G-buffers of one view as floats, each pixel the average of its samples.
+
+    basecolor [H, W, 3] sRGB-encoded in [0, 1]; normal [H, W, 3] unit vectors in camera space (x right, y up,
+    z towards the camera); depth [H, W] metres along the viewing axis; roughness, metallic [H, W] in [0, 1].
+    """
+
+    basecolor: Array
+    normal: Array
+    depth: Array
+    roughness: Array
+    metallic: Array
+
+
+def render_gbuffers(objects: tuple[Shape, ...], camera: Camera, size: tuple[int, int], spp: int, seed: int) -> GBuffers:
+    """G-buffers of ``objects`` seen by ``camera`` at ``size`` (width, height); the floor must fill the frame."""
+    mi = load_mitsuba()
+    textures = Textures(mi, seed)
+    sensor = camera.sensor(mi, size)
+    geometry = _scene(
+        mi,
+        objects,
+        textures.basecolor_standin,
+        {"integrator": {"type": "aov", "aovs": "a:albedo,p:position,n:sh_normal"}, "sensor": sensor},
+    )
+    finish = _scene(
+        mi, objects, textures.finish_standin, {"integrator": {"type": "aov", "aovs": "a:albedo"}, "sensor": sensor}
+    )
+    albedo_position_normal = np.array(mi.render(geometry, seed=seed, spp=spp), dtype=np.float64)
+    roughness_metallic = np.array(mi.render(finish, seed=seed, spp=spp), dtype=np.float64)
+    rotation = camera.rotation()
+    depth = (albedo_position_normal[..., 3:6] - np.array(camera.position)) @ -rotation[:, 2]
+    if not depth.min() > 0 or depth.max() > FLOOR_HALF_SIZE:
+        raise ValueError("the floor must fill the frame: every pixel needs a surface well inside the floor")
+    return GBuffers(
+        basecolor=linear_to_srgb(np.clip(albedo_position_normal[..., :3], 0.0, 1.0)),
+        normal=normalize(albedo_position_normal[..., 6:9] @ rotation),
+        depth=depth,
+        roughness=roughness_metallic[..., 0],
+        metallic=roughness_metallic[..., 1],
+    )
 
 
 def to_uint8(values: Array) -> Array:
@@ -597,56 +549,130 @@ def to_uint8(values: Array) -> Array:
     return np.round(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def gbuffers(surface: Surface, d: Array, camera: Camera) -> dict[str, Array]:
-    """The 8-bit G-buffer images [H, W, 3] or [H, W] of a primary ``Surface`` (encodings: GROUND_TRUTH_README)."""
-    right, up, forward = camera.basis()
-    normal = np.stack([surface.normal @ right, surface.normal @ up, -(surface.normal @ forward)], axis=-1)
-    depth = np.where(surface.hit, surface.t * (d @ forward), np.inf)
-    near, far = np.percentile(depth[surface.hit], [2, 98])
-    depth = np.clip((depth - near) / (far - near), 0.0, 1.0)
-    image = {
-        "basecolor": surface.basecolor,
-        "normal": np.where(surface.hit[:, None], (normal + 1) / 2, 0.5),
-        "depth": depth,
-        "roughness": surface.roughness[:, 0],
-        "metallic": surface.metallic[:, 0],
+def encode_gbuffers(gbuffers: GBuffers) -> dict[str, Array]:
+    """The ground-truth files' pixels (encodings: GROUND_TRUTH_README): uint8 [H, W, 3] or [H, W], uint16 depth."""
+    return {
+        "basecolor": to_uint8(gbuffers.basecolor),
+        "normal": to_uint8((gbuffers.normal + 1) / 2),
+        "depth": np.round(gbuffers.depth / DEPTH_UNIT).astype(np.uint16),
+        "roughness": to_uint8(gbuffers.roughness),
+        "metallic": to_uint8(gbuffers.metallic),
     }
-    return {name: to_uint8(values).reshape(HEIGHT, WIDTH, *values.shape[1:]) for name, values in image.items()}
 
 
-GROUND_TRUTH_README = """\
-# Ground-truth G-buffers of the example images
+def reinhard(radiance: Array) -> Array:
+    """The forward renderer's tone curve for environment maps: L (1 + L / 256) / (1 + L), 1 at L = 16."""
+    return radiance * (1 + radiance / 256) / (1 + radiance)
 
-Made by scripts/make_example_assets.py together with image_examples/<stem>.jpg; one folder per image.
-All files are 8-bit PNGs of 1280x704, values rounded (not truncated) from [0, 1]:
 
-- basecolor.png: RGB basecolor, sRGB-encoded (the value the renderer shades with after sRGB decoding).
-- normal.png: RGB = (n + 1) / 2 of the unit normal n in camera space: x right, y up, z towards the camera.
-- depth.png: grey, distance along the viewing axis mapped to [0, 1] between its 2nd and 98th percentile over the
-  image (clipped; 0 = near, 1 = far).
-- roughness.png: grey, GGX roughness (alpha = roughness^2).
-- metallic.png: grey, metallic (0 or 1 in these scenes; 1 for gold, chrome and copper).
+def display(radiance: Array, exposure: float = 1.0) -> Array:
+    """Linear radiance [..., 3] -> uint8 sRGB: exposure, Reinhard (max 16), clip to [0, 1], sRGB encoding."""
+    return to_uint8(linear_to_srgb(np.clip(reinhard(radiance * exposure), 0.0, 1.0)))
 
-The floor's checkerboard is blurred over one pixel footprint, so its G-buffer values are filtered like the image.
-"""
+
+# ----------------------------------------------------------------------------------------------- the examples
+
+SPHERES = (
+    Floor(TILED_FLOOR),
+    Sphere((-1.3, 0.5, 0.0), 0.5, RED_PLASTIC),
+    Sphere((0.1, 0.6, -0.9), 0.6, CHROME),
+    Sphere((1.3, 0.4, 0.4), 0.4, GOLD),
+    Box((-0.2, 1.0), (0.35, 0.35, 0.35), 30.0, CHECKED_TILES),
+    Sphere((0.8, 0.25, 1.6), 0.25, BLUE_PAINT),
+)
+BLOCKS = (
+    Floor(TILED_FLOOR),
+    Box((-1.0, -0.4), (0.5, 0.6, 0.4), -20.0, BLUE_PAINT),
+    Cylinder((0.9, -0.8), 0.3, 1.8, WHITE_MATTE),
+    Sphere((0.3, 0.45, 0.6), 0.45, COPPER),
+    Sphere((-0.6, 0.3, 1.3), 0.3, GREEN_RUBBER),
+    Sphere((1.5, 0.35, 0.9), 0.35, CHROME),
+)
+ROW = (
+    Floor(TILED_FLOOR),
+    Sphere((-2.0, 0.4, 0.0), 0.4, MARBLE),
+    Sphere((-1.0, 0.4, 0.0), 0.4, GREEN_RUBBER),
+    Sphere((0.0, 0.4, 0.0), 0.4, RED_PLASTIC),
+    Sphere((1.0, 0.4, 0.0), 0.4, COPPER),
+    Sphere((2.0, 0.4, 0.0), 0.4, GOLD),
+    Box((0.0, -1.4), (1.6, 0.25, 0.3), 0.0, CHECKED_TILES),
+)
+SPHERES_ON_CONCRETE = (Floor(CONCRETE), *SPHERES[1:])  # a plain floor keeps the per-frame ground truth small
+FRONT = Camera((0.6, 3.6, 5.2), (0.0, 0.2, 0.2))
+ROW_CAMERA = Camera((0.0, 3.5, 5.0), (0.0, 0.2, -0.3))
+DAYLIGHT_EXPOSURE = 0.5  # inputs under the sun are exposed a stop down; the relit ground truth never is
+
+IMAGES: dict[str, Shot] = {
+    "image_1": Shot(SPHERES, FRONT, Lighting.in_world("clear_sky_sun"), DAYLIGHT_EXPOSURE),
+    "image_2": Shot(BLOCKS, Camera((-2.2, 3.6, 4.6), (0.2, 0.3, 0.0)), Lighting.in_world("pink_sunrise")),
+    "image_3": Shot(ROW, ROW_CAMERA, Lighting.in_world("overcast")),
+    "image_4": Shot(SPHERES, Camera((-3.2, 3.7, 4.2), (0.0, 0.3, 0.0)), Lighting.in_world("street_lamp_night"), 2.0),
+    "image_5": Shot(
+        BLOCKS, Camera((2.8, 3.0, 3.4), (0.3, 0.4, 0.1)), Lighting.in_world("clear_sky_sun", 90.0), DAYLIGHT_EXPOSURE
+    ),
+}
+
+
+def orbit_frames() -> list[Shot]:
+    """video1: the camera swings 40 degrees around the spheres under the clear sky, fixed in the world."""
+    lighting = Lighting.in_world("clear_sky_sun")
+    angles = np.linspace(-20.0, 20.0, VIDEO_FRAMES)
+    return [Shot(SPHERES_ON_CONCRETE, FRONT.orbited(a), lighting, DAYLIGHT_EXPOSURE) for a in angles]
+
+
+def turning_light_frames() -> list[Shot]:
+    """video2: the row of spheres seen by a still camera under the clear sky turning 180 degrees about +Y."""
+    yaws = np.linspace(0.0, 180.0, VIDEO_FRAMES)
+    return [Shot(ROW, ROW_CAMERA, Lighting.in_world("clear_sky_sun", yaw), DAYLIGHT_EXPOSURE) for yaw in yaws]
+
+
+VIDEOS: dict[str, Callable[[], list[Shot]]] = {"video1": orbit_frames, "video2": turning_light_frames}
+
+RELIT_HDRIS = tuple(ENVIRONMENTS)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """An example (one frame: an image) and the size (width, height) of its G-buffer ground truth."""
+
+    name: str
+    frames: tuple[Shot, ...]
+    gbuffer_size: tuple[int, int]
+
+    def ground_truth_views(self) -> list[tuple[str, tuple[Shape, ...], Camera]]:
+        """(file name prefix, objects, camera) per ground-truth frame: one for all frames of a still view."""
+        views = [(shot.objects, shot.camera) for shot in self.frames]
+        if len(set(views)) == 1:
+            return [("", *views[0])]
+        return [(f"{index:04d}.", *view) for index, view in enumerate(views)]
+
+
+def example_clips() -> list[Clip]:
+    """The images (one frame each) and the videos."""
+    clips = [Clip(stem, (shot,), (WIDTH, HEIGHT)) for stem, shot in IMAGES.items()]
+    return clips + [Clip(stem, tuple(make()), VIDEO_GROUND_TRUTH_SIZE) for stem, make in VIDEOS.items()]
+
+
+# ----------------------------------------------------------------------------------------------- writing
 
 
 def write_image(path: Path, image: Array, params: list[int] | None = None) -> None:
-    """Write a uint8 RGB or grey image with OpenCV (format from the suffix)."""
+    """Write a uint8/uint16 RGB or grey image with OpenCV (format from the suffix)."""
     bgr = image[..., ::-1] if image.ndim == 3 else image
     if not cv2.imwrite(str(path), np.ascontiguousarray(bgr), params or []):
         raise OSError(f"could not write {path}")
 
 
-def write_video(path: Path, frames: list[Array]) -> None:
-    """Write uint8 RGB frames as an H.264 MP4 at VIDEO_FPS with the imageio-ffmpeg binary, without version tags."""
+def write_video(path: Path, frames: list[Array], crf: int) -> None:
+    """Write uint8 RGB frames as an H.264 MP4 (yuv420p) at VIDEO_FPS with the imageio-ffmpeg binary, no version tags."""
     writer = imageio_ffmpeg.write_frames(
         str(path),
-        (WIDTH, HEIGHT),
+        (frames[0].shape[1], frames[0].shape[0]),
         fps=VIDEO_FPS,
         codec="libx264",
         quality=None,
-        output_params=["-crf", str(VIDEO_CRF), "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"],
+        macro_block_size=1,
+        output_params=["-crf", str(crf), "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"],
     )
     writer.send(None)
     for frame in frames:
@@ -654,124 +680,104 @@ def write_video(path: Path, frames: list[Array]) -> None:
     writer.close()
 
 
-# ----------------------------------------------------------------------------------------------- the examples
-
-SCENE_SPHERES = Scene(
-    (
-        Sphere((-1.3, 0.5, 0.0), 0.5, RED_PLASTIC),
-        Sphere((0.1, 0.6, -0.9), 0.6, CHROME),
-        Sphere((1.3, 0.4, 0.4), 0.4, GOLD),
-        Box((-0.2, 1.0), (0.35, 0.35, 0.35), 30.0, WHITE_MATTE),
-        Sphere((0.8, 0.25, 1.6), 0.25, BLUE_PAINT),
-    )
-)
-SCENE_BLOCKS = Scene(
-    (
-        Box((-1.0, -0.4), (0.5, 0.6, 0.4), -20.0, BLUE_PAINT),
-        Box((0.9, -0.8), (0.3, 0.9, 0.3), 15.0, WHITE_MATTE),
-        Sphere((0.3, 0.45, 0.6), 0.45, COPPER),
-        Sphere((-0.6, 0.3, 1.3), 0.3, GREEN_RUBBER),
-        Sphere((1.5, 0.35, 0.9), 0.35, CHROME),
-    )
-)
-SCENE_ROW = Scene(
-    (
-        Sphere((-2.0, 0.4, 0.0), 0.4, WHITE_MATTE),
-        Sphere((-1.0, 0.4, 0.0), 0.4, GREEN_RUBBER),
-        Sphere((0.0, 0.4, 0.0), 0.4, RED_PLASTIC),
-        Sphere((1.0, 0.4, 0.0), 0.4, COPPER),
-        Sphere((2.0, 0.4, 0.0), 0.4, GOLD),
-        Box((0.0, -1.4), (1.6, 0.25, 0.3), 0.0, BLUE_PAINT),
-    )
-)
-FRONT = Camera((0.6, 3.6, 5.2), (0.0, 0.2, 0.2))
-
-
-@dataclass(frozen=True)
-class Shot:
-    """One example image: a scene under an environment turned by ``yaw_deg``, seen from a camera.
-
-    ``key`` is the grey level the log-average luminance is exposed to (lower for a night look).
-    """
-
-    scene: Scene
-    environment: str
-    camera: Camera
-    yaw_deg: float = 0.0
-    key: float = 0.18
-
-
-IMAGES: dict[str, Shot] = {
-    "image_1": Shot(SCENE_SPHERES, "clear_sky_sun", FRONT),
-    "image_2": Shot(SCENE_BLOCKS, "pink_sunrise", Camera((-2.2, 3.6, 4.6), (0.2, 0.3, 0.0))),
-    "image_3": Shot(SCENE_ROW, "overcast", Camera((0.0, 3.5, 5.0), (0.0, 0.2, -0.3))),
-    "image_4": Shot(SCENE_SPHERES, "street_lamp_night", Camera((-3.2, 3.7, 4.2), (0.0, 0.3, 0.0)), key=0.07),
-    "image_5": Shot(SCENE_BLOCKS, "clear_sky_sun", Camera((2.8, 3.0, 3.4), (0.3, 0.4, 0.1)), yaw_deg=90.0),
-}
-
-
-def orbit(camera: Camera, angle_deg: float) -> Camera:
-    """``camera`` moved about the vertical axis through its target by ``angle_deg``."""
-    target = np.array(camera.target)
-    position = target + rotate_y(np.array(camera.position) - target, np.radians(angle_deg))
-    return Camera(tuple(position), camera.target)
-
-
-def video_orbit(lighting: dict[str, Lighting]) -> list[Array]:
-    """video1: the camera swings 40 degrees around SCENE_SPHERES under the clear sky."""
-    angles = np.linspace(-20.0, 20.0, VIDEO_FRAMES)
-    return _video_frames(SCENE_SPHERES, [(lighting["clear_sky_sun"], orbit(FRONT, a)) for a in angles])
-
-
-def video_turning_light(lighting: dict[str, Lighting]) -> list[Array]:
-    """video2: SCENE_ROW under the clear sky turning 180 degrees about the vertical axis, still camera."""
-    yaws = np.radians(np.linspace(0.0, 180.0, VIDEO_FRAMES))
-    camera = IMAGES["image_3"].camera
-    return _video_frames(SCENE_ROW, [(lighting["clear_sky_sun"].turned(y), camera) for y in yaws])
-
-
-def _video_frames(scene: Scene, views: list[tuple[Lighting, Camera]]) -> list[Array]:
-    """Tone-mapped WIDTH x HEIGHT frames of ``views``, rendered at half size and upscaled (to keep the script fast).
-
-    All frames use the exposure of the first, so brightness changes stay visible.
-    """
-    frames, exposure = [], None
-    for lighting, camera in views:
-        radiance = render(scene, lighting, camera, WIDTH // 2, HEIGHT // 2)[0]
-        exposure = exposure_for(radiance) if exposure is None else exposure
-        frames.append(cv2.resize(tone_map(radiance, exposure), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC))
-    return frames
-
-
-VIDEOS: dict[str, Callable[[dict[str, Lighting]], list[Array]]] = {
-    "video1": video_orbit,
-    "video2": video_turning_light,
-}
-
-
 def write_hdris(folder: Path, height: int = HDRI_HEIGHT) -> None:
-    """The HDRIs of FALLBACK_HDRI_LIST, ``height`` x 2 ``height``."""
+    """<stem>.hdr of every entry of ENVIRONMENTS, ``height`` x 2 ``height``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for relative in FALLBACK_HDRI_LIST:
-        name = Path(relative).name
-        write_hdr(folder / name, ENVIRONMENTS[Path(name).stem].radiance(height))
+    for stem, environment in ENVIRONMENTS.items():
+        write_hdr(folder / f"{stem}.hdr", environment.radiance(height))
 
 
-def write_images(root: Path, lighting: dict[str, Lighting]) -> None:
-    """image_examples/<stem>.jpg and ground_truth/<stem>/<pass>.png for every entry of IMAGES."""
-    (root / "image_examples").mkdir(parents=True, exist_ok=True)
-    (root / "ground_truth").mkdir(parents=True, exist_ok=True)
-    (root / "ground_truth" / "README.md").write_text(GROUND_TRUTH_README)
-    for stem, shot in IMAGES.items():
-        turned = lighting[shot.environment].turned(np.radians(shot.yaw_deg))
-        radiance, surface, d = render(shot.scene, turned, shot.camera)
-        image = tone_map(radiance, exposure_for(radiance, shot.key))
-        write_image(root / "image_examples" / f"{stem}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        folder = root / "ground_truth" / stem
-        folder.mkdir(exist_ok=True)
-        for name, image in gbuffers(surface, d, shot.camera).items():
-            write_image(folder / f"{name}.png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        print(f"Wrote {stem}", flush=True)
+def write_inputs(root: Path, clip: Clip, seed: int) -> None:
+    """image_examples/<clip>.jpg (one frame) or video_examples/<clip>.mp4."""
+    hdris = root / "hdri_examples"
+    if len(clip.frames) == 1:
+        shot = clip.frames[0]
+        image = display(render_radiance(shot, (WIDTH, HEIGHT), IMAGE_SPP, seed, hdris), shot.exposure)
+        write_image(root / "image_examples" / f"{clip.name}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        return
+    frames = []
+    for shot in clip.frames:
+        radiance = render_radiance(shot, VIDEO_SIZE, VIDEO_SPP, seed, hdris)
+        frames.append(cv2.resize(display(radiance, shot.exposure), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC))
+    write_video(root / "video_examples" / f"{clip.name}.mp4", frames, VIDEO_CRF)
+
+
+def write_ground_truth(root: Path, clip: Clip, seed: int) -> None:
+    """ground_truth/<clip>/: the G-buffers, and relit/ renders under each HDRI attached to the camera."""
+    folder = root / "ground_truth" / clip.name
+    (folder / "relit").mkdir(parents=True, exist_ok=True)
+    views = clip.ground_truth_views()
+    for prefix, objects, camera in views:
+        gbuffers = render_gbuffers(objects, camera, clip.gbuffer_size, GBUFFER_SPP, seed)
+        for name, image in encode_gbuffers(gbuffers).items():
+            write_image(folder / f"{prefix}{name}.png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    spp = RELIT_SPP if len(views) == 1 else VIDEO_SPP
+    for hdri in RELIT_HDRIS:
+        shots = [Shot(objects, camera, Lighting.on_camera(hdri, camera)) for _, objects, camera in views]
+        frames = [display(render_radiance(shot, RELIT_SIZE, spp, seed, root / "hdri_examples")) for shot in shots]
+        if len(frames) == 1:
+            write_image(folder / "relit" / f"{hdri}.jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        else:
+            write_video(folder / "relit" / f"{hdri}.mp4", frames, RELIT_VIDEO_CRF)
+
+
+def ground_truth_readme(clips: list[Clip]) -> str:
+    """ground_truth/README.md: the layout, the encodings and one line per clip."""
+    rows = []
+    for clip in clips:
+        first = clip.frames[0]
+        per_frame = len(clip.ground_truth_views()) > 1
+        width, height = clip.gbuffer_size
+        files = f"`<frame:04d>.<pass>.png`, {width}x{height}" if per_frame else f"`<pass>.png`, {width}x{height}"
+        relit = "`relit/<hdri>.mp4` (one frame per video frame)" if per_frame else "`relit/<hdri>.jpg`"
+        turning = " (turning)" if len({shot.lighting for shot in clip.frames}) > 1 else ""
+        rows.append(f"| {clip.name} | {len(clip.frames)} | {first.lighting.hdri}{turning} | {files} | {relit} |")
+    return GROUND_TRUTH_README.format(
+        table="\n".join(rows),
+        hdris=", ".join(f"`{hdri}`" for hdri in RELIT_HDRIS),
+        relit=f"{RELIT_SIZE[0]}x{RELIT_SIZE[1]}",
+        depth_unit=f"{DEPTH_UNIT * 100:g} cm",
+        jpeg=JPEG_QUALITY,
+        crf=RELIT_VIDEO_CRF,
+    )
+
+
+GROUND_TRUTH_README = """\
+# Ground truth of the example images and videos
+
+Made by `scripts/make_example_assets.py` with Mitsuba 3 together with `image_examples/` and `video_examples/`,
+from the same scenes, cameras and seed: one folder per example (an image or a video clip, named like its input).
+
+| clip | frames | input lit by | G-buffers | relit renders |
+| --- | --- | --- | --- | --- |
+{table}
+
+A file without a frame number holds the ground truth of every frame of its clip (the camera of video2 does not
+move, so its G-buffers and relit renders are the same for all 60 frames). Frame numbers count the video's frames
+from 0, as `scripts/dataproc_extract_frames_from_video.py` numbers them (`frame_00000.jpg` is frame 0).
+
+G-buffers (PNG, every pixel the average of its samples, like the image):
+
+- `basecolor.png`: RGB, sRGB-encoded 8 bit: the principled BSDF's base_color, as the renderer writes basecolor.
+- `normal.png`: RGB 8 bit = (n + 1) / 2 of the unit shading normal n in camera space: x right, y up, z towards the
+  camera (a surface facing the camera is (0.5, 0.5, 1.0)).
+- `depth.png`: grey 16 bit, distance from the camera along its viewing axis in units of {depth_unit} (0 would mean
+  no surface; the floor fills every frame). Absolute, not normalised like the renderer's depth pass: evaluation
+  aligns scale and shift, which needs true depth.
+- `roughness.png`: grey 8 bit, principled roughness (GGX alpha = roughness^2).
+- `metallic.png`: grey 8 bit, metallic (0 or 1 inside a surface; mixed only where a pixel covers both).
+
+Relit renders (`relit/<hdri>.jpg` or `.mp4`, {relit}, JPEG quality {jpeg} or H.264 crf {crf}), one per HDRI of
+`hdri_examples/`: {hdris}.
+Each is the scene under `hdri_examples/<hdri>.hdr` attached to the camera as the forward renderer assumes with its
+default identity camera pose: the map's top row along the camera's up, its horizontal centre behind the camera,
+radiance at strength 1, tone-mapped like the forward renderer's `env_ldr` condition (Reinhard with maximum 16, then
+sRGB). Relight a clip's G-buffers with `--envlight_path asset/examples/hdri_examples/<hdri>.hdr` (default
+`--env_rotation 180 --env_flip True`) and compare with these. The input images are lit differently (see the table,
+with the HDRI fixed in the world) so that relighting is a real change. Monte Carlo noise and compression limit their
+precision: a still's relit render is within 31 to 34 dB PSNR (SSIM 0.93) of one with ten times the samples, so
+scores near that are as close as this ground truth can tell.
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -781,18 +787,26 @@ def main(argv: list[str] | None = None) -> None:
         "--output_dir",
         type=Path,
         default=Path(__file__).resolve().parents[1] / "asset" / "examples",
-        help="Folder that receives hdri_examples/, image_examples/, ground_truth/ and video_examples/ "
+        help="Folder that receives hdri_examples/, image_examples/, video_examples/ and ground_truth/ "
         "(default: asset/examples of this repository).",
     )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the samplers and of the random textures.")
+    parser.add_argument("--clips", nargs="+", default=None, help="Render only these examples (default: all).")
     args = parser.parse_args(argv)
+    clips = example_clips()
+    unknown = set(args.clips or []) - {clip.name for clip in clips}
+    if unknown:
+        parser.error(f"--clips: unknown example(s) {', '.join(sorted(unknown))}")
     write_hdris(args.output_dir / "hdri_examples")
     print("Wrote the HDRIs", flush=True)
-    lighting = {name: Lighting.prepare(environment) for name, environment in ENVIRONMENTS.items()}
-    write_images(args.output_dir, lighting)
-    (args.output_dir / "video_examples").mkdir(parents=True, exist_ok=True)
-    for stem, make_frames in VIDEOS.items():
-        write_video(args.output_dir / "video_examples" / f"{stem}.mp4", make_frames(lighting))
-        print(f"Wrote {stem}", flush=True)
+    for folder in ("image_examples", "video_examples", "ground_truth"):
+        (args.output_dir / folder).mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "ground_truth" / "README.md").write_text(ground_truth_readme(clips))
+    for clip in clips:
+        if args.clips is None or clip.name in args.clips:
+            write_inputs(args.output_dir, clip, args.seed)
+            write_ground_truth(args.output_dir, clip, args.seed)
+            print(f"Wrote {clip.name}", flush=True)
 
 
 if __name__ == "__main__":
