@@ -9,8 +9,9 @@ item's inputs are read, rendered and written, and what is built from several ite
   only the same batches make a resumed run's files byte-identical to an uninterrupted run's.
 - **Sharing** under torchrun: the pending outputs are cut where the renderer's batches end and split into one
   contiguous run per rank (``distributed.shard``); ``keep_items_whole`` keeps each item on one rank.
-- **Overlap.** While the GPU samples item i, a reader thread loads item i + 1's frames and a writer thread encodes
-  and writes item i − 1's files (in order, each file atomically). The files are the same as a sequential run's.
+- **Overlap.** While the GPU samples item i, a reader thread loads item i + 1's frames and writer threads encode and
+  write the files of the items before it (each file atomically; an item's outputs in parallel). The files are the
+  same as a sequential run's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ Item = TypeVar("Item")
 Output = TypeVar("Output")
 BatchRule = Callable[[Any, int], list[range]]  # (item, number of outputs) → index ranges sampled together
 BACKGROUND_IO = True  # read ahead and write behind in threads (False: one step after the other)
+WRITERS = 4  # writer threads: JPEG, PNG, EXR and H.264 encoding release the GIL
 
 
 class Job(ABC, Generic[Item, Output]):
@@ -71,8 +73,9 @@ class Job(ABC, Generic[Item, Output]):
         """Sample the item's ``outputs``; return what ``write`` needs, on the CPU."""
 
     @abstractmethod
-    def write(self, item: Item, outputs: list[Output], inputs: Any, result: Any) -> int:
-        """Write the item's files (runs behind in a thread, in order); return how many were written."""
+    def writes(self, item: Item, outputs: list[Output], inputs: Any, result: Any) -> list[Callable[[], int]]:
+        """The item's file writing as independent tasks (they run behind, on writer threads, in parallel); each
+        returns how many files it wrote."""
 
     def finish(self, processed: list[Item]) -> int:
         """Files built from several items (after all ranks are done, on rank 0); ``processed``: the items of this
@@ -102,12 +105,12 @@ def my_share(todo: list, batches: BatchRule, keep_items_whole: bool) -> list:
 
 
 class _Background:
-    """A reader and a writer thread; writes run in submission order and their failures surface in the caller."""
+    """A reader thread and writer threads; a write's failure surfaces in the caller at its next write or at the end."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.reader = ThreadPoolExecutor(1, "cosmos-read") if enabled else None
-        self.writer = ThreadPoolExecutor(1, "cosmos-write") if enabled else None
+        self.writer = ThreadPoolExecutor(WRITERS, "cosmos-write") if enabled else None
         self.writes: list[Future] = []
 
     def read(self, function: Callable, *args: Any) -> Future:
@@ -171,7 +174,8 @@ def run(job: Job) -> str:
                     upcoming = background.read(job.read, share[position + 1][0])
                 result = job.render(item, outputs, inputs, progress.step)
                 if place.writes_outputs:  # context parallel: the group's first rank writes
-                    background.write(job.write, item, outputs, inputs, result)
+                    for task in job.writes(item, outputs, inputs, result):
+                        background.write(task)
                 progress.item_done(job.item_name(item))
             written = background.written()
     finally:

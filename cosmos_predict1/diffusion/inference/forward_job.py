@@ -8,6 +8,7 @@ per-chunk videos; a clip of one chunk keeps its ordinary video. The inverse scri
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -135,31 +136,40 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         )
         return [video.cpu() for video in outputs]
 
-    def write(
+    def writes(
         self, clip: data.GBufferClip, lights: list[Lighting], prepared: PreparedClip, outputs: list[torch.Tensor]
-    ) -> int:
-        root, written = self.output.folder, 0
-        for light, decoded in zip(lights, outputs):
-            frames = frames_to_uint8(decoded)
-            if self.output.save_image:
-                for path, frame in zip(self.frame_paths(clip.clip_name, light), frames):
-                    write_image(path, frame)
-                    written += 1
-            if self.options.output_linear:
-                for index, frame in enumerate(display_to_linear(frames_to_unit(decoded))):
-                    write_exr(layout.forward_linear_frame_path(root, clip.clip_name, light.index, index), frame)
-                    written += 1
-            if clip.clip_name not in self.stitched_clips:
-                path = layout.forward_video_path(root, clip.clip_name, light.index, len(frames))
-                write_clip(path, frames, self.output.fps)
-                log.info("Saved video to %s", path)
-                written += 1
+    ) -> list[Callable[[], int]]:
+        """One task per lighting (its video, frames and linear frames), and one for the contact sheet."""
+        tasks = [functools.partial(self.write_lighting, clip, light, out) for light, out in zip(lights, outputs)]
         if self.item_files(clip):
-            tiles = [(name, frames_to_uint8(prepared.restore(video))[0]) for name, video in prepared.videos.items()]
-            tiles += [(light.title, frames_to_uint8(out)[0]) for light, out in zip(lights, outputs)]
-            write_contact_sheet(self.item_files(clip)[0], tiles)
+            tasks.append(functools.partial(self.write_sheet, clip, lights, prepared, outputs))
+        return tasks
+
+    def write_lighting(self, clip: data.GBufferClip, light: Lighting, decoded: torch.Tensor) -> int:
+        root, written = self.output.folder, 0
+        frames = frames_to_uint8(decoded)
+        if self.output.save_image:
+            for path, frame in zip(self.frame_paths(clip.clip_name, light), frames):
+                write_image(path, frame)
+                written += 1
+        if self.options.output_linear:
+            for index, frame in enumerate(display_to_linear(frames_to_unit(decoded))):
+                write_exr(layout.forward_linear_frame_path(root, clip.clip_name, light.index, index), frame)
+                written += 1
+        if clip.clip_name not in self.stitched_clips:
+            path = layout.forward_video_path(root, clip.clip_name, light.index, len(frames))
+            write_clip(path, frames, self.output.fps)
+            log.info("Saved video to %s", path)
             written += 1
         return written
+
+    def write_sheet(
+        self, clip: data.GBufferClip, lights: list[Lighting], prepared: PreparedClip, outputs: list[torch.Tensor]
+    ) -> int:
+        tiles = [(name, frames_to_uint8(prepared.restore(video))[0]) for name, video in prepared.videos.items()]
+        tiles += [(light.title, frames_to_uint8(out)[0]) for light, out in zip(lights, outputs)]
+        write_contact_sheet(self.item_files(clip)[0], tiles)
+        return 1
 
     def finish(self, processed: list[data.GBufferClip]) -> int:
         """One continuous relit video per stitched inverse clip and lighting; redone for clips processed now or

@@ -8,6 +8,7 @@ share its name); a clip of one chunk keeps its ordinary video. The forward scrip
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -118,26 +119,35 @@ class InverseJob(Job[data.WorkItem, str]):
         )
         return {name: video.cpu() for name, video in outputs.items()}
 
-    def write(
+    def writes(
         self, item: data.WorkItem, passes: list[str], clip: PreparedClip, outputs: dict[str, torch.Tensor]
-    ) -> int:
-        written = 0
-        for name in passes:
-            if self.output.save_image:
-                paths = self.frame_paths(item, name)
-                write_gbuffer_frames(paths, outputs[name], name, self.options.output_format)
-                written += len(paths)
-            if self.writes_clip_video(item):
-                path = self.video_path(item.clip_name, name, len(item.paths))
-                write_clip(path, frames_to_uint8(outputs[name]), self.output.fps)
-                log.info("Saved video to %s", path)
-                written += 1
+    ) -> list[Callable[[], int]]:
+        """One task per pass (its frames and video), and one for the contact sheet."""
+        tasks = [functools.partial(self.write_pass, item, name, outputs[name]) for name in passes]
         if self.item_files(item):
-            tiles = [("input", frames_to_uint8(clip.restore(clip.videos["rgb"]))[0])]
-            tiles += [(name, frames_to_uint8(outputs[name])[0]) for name in passes]
-            write_contact_sheet(self.item_files(item)[0], tiles)
+            tasks.append(functools.partial(self.write_sheet, item, passes, clip, outputs))
+        return tasks
+
+    def write_pass(self, item: data.WorkItem, name: str, decoded: torch.Tensor) -> int:
+        written = 0
+        if self.output.save_image:
+            paths = self.frame_paths(item, name)
+            write_gbuffer_frames(paths, decoded, name, self.options.output_format)
+            written += len(paths)
+        if self.writes_clip_video(item):
+            path = self.video_path(item.clip_name, name, len(item.paths))
+            write_clip(path, frames_to_uint8(decoded), self.output.fps)
+            log.info("Saved video to %s", path)
             written += 1
         return written
+
+    def write_sheet(
+        self, item: data.WorkItem, passes: list[str], clip: PreparedClip, outputs: dict[str, torch.Tensor]
+    ) -> int:
+        tiles = [("input", frames_to_uint8(clip.restore(clip.videos["rgb"]))[0])]
+        tiles += [(name, frames_to_uint8(outputs[name])[0]) for name in passes]
+        write_contact_sheet(self.item_files(item)[0], tiles)
+        return 1
 
     def finish(self, processed: list[data.WorkItem]) -> int:
         """One continuous video per stitched clip and pass; redone for clips processed now or missing a video."""
