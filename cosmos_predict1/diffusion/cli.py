@@ -107,7 +107,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Most outputs of one clip sampled together (default: from the clip size; all 5 passes of an image).",
     )
-    add("--compile", type=str2bool, default=None, help="torch.compile the DiT and tokenizer (default: on for GPUs).")
+    add(
+        "--compile",
+        type=str2bool,
+        default=None,
+        help="torch.compile the DiT and tokenizer: true, false, or (default) only what pays for this run's work.",
+    )
     add(
         "--fp8",
         action="store_true",
