@@ -79,9 +79,6 @@ def frame_rate(text: str) -> float:
     return value
 
 
-positive_float = frame_rate  # the name earlier versions used
-
-
 def positive_int(text: str) -> int:
     """A frame count: an integer >= 1."""
     value = int(text)

@@ -94,12 +94,6 @@ class Light:
     def direction(self) -> Array:
         return direction(self.elevation_deg, self.azimuth_deg)
 
-    @property
-    def irradiance(self) -> Array:
-        """Radiance times the disc's solid angle: the light's irradiance on a surface facing it."""
-        solid_angle = 2 * np.pi * (1 - np.cos(np.radians(self.radius_deg)))
-        return np.array(self.radiance) * solid_angle
-
 
 @dataclass(frozen=True)
 class Environment:

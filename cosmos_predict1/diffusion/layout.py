@@ -45,12 +45,6 @@ def flat_clip_name(clip_name: str) -> str:
     return clip_name.replace("/", "__")
 
 
-def image_or_video_path(path: str | os.PathLike, num_frames: int) -> Path:
-    """Where ``num_frames`` frames meant for the video ``path`` go: a one-frame "video" is a ``.jpg``."""
-    path = Path(path)
-    return path.with_suffix(".jpg") if num_frames == 1 else path
-
-
 def gbuffer_frame_suffix(output_format: str, pass_name: str) -> str:
     """File ending of a G-buffer frame: jpg → .jpg (8 bit); png16 → .png (16 bit); exr → .exr for normal and
     depth (float), .png (16 bit) for the other passes."""

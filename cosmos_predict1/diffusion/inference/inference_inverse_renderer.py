@@ -114,15 +114,10 @@ def run_options(args: argparse.Namespace) -> InverseRunOptions:
 
 
 def start(args: argparse.Namespace):
-    """Check the command line, the checkpoint files and the network's config.json (against the frame size), then
-    make the job (the models load when it runs)."""
+    """Check the command line and the checkpoint files, then make the job (the models load when it runs)."""
     options = run_options(args)
     options.model.check_files()
     from cosmos_predict1.diffusion.inference.inverse_job import InverseJob  # the models' libraries (torch) from here on
-    from cosmos_predict1.diffusion.networks.config import INVERSE_7B, check_clip_shape
-
-    frames = options.frames
-    check_clip_shape(options.model.network_dir, INVERSE_7B, (options.num_frames, frames.height, frames.width))
 
     return InverseJob(options)
 
