@@ -43,6 +43,7 @@ def jpeg_bytes(frame: np.ndarray, path: Path) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_inverse_api_gives_the_cli_pixels(tiny_checkpoints: Path, inverse: InversePipeline, tmp_path: Path) -> None:
     image = rgb(48, 80)
     (tmp_path / "in").mkdir()
@@ -69,6 +70,7 @@ def test_inverse_api_gives_the_cli_pixels(tiny_checkpoints: Path, inverse: Inver
         assert jpeg_bytes(outputs[name], tmp_path / f"api_{name}.jpg") == cli_file.read_bytes(), name
 
 
+@pytest.mark.slow
 def test_forward_api_gives_the_cli_pixels(tiny_checkpoints: Path, forward: ForwardPipeline, tmp_path: Path) -> None:
     clip = tmp_path / "gbuffer_frames" / "image_1"
     clip.mkdir(parents=True)

@@ -90,6 +90,7 @@ def test_relights_with_hdr_and_exr_files(
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 8
 
 
+@pytest.mark.slow
 def test_batched_lightings_equal_one_at_a_time(
     tiny_checkpoints: Path, gbuffers: Path, hdris: list[Path], tmp_path: Path
 ) -> None:
@@ -160,6 +161,7 @@ def test_bundled_hdri_list_and_missing_pass_warning(
     assert (tmp_path / "out/image_2__0000.relit_0003.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_video_with_rotating_light_on_a_fixed_frame(tiny_checkpoints: Path, hdris: list[Path], tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     clip = tmp_path / "gbuffer_frames/clip"

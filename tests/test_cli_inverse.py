@@ -133,6 +133,7 @@ def test_video_frames_in_folder_mode(tiny_checkpoints: Path, tmp_path: Path) -> 
         assert video.shape == (57, 64, 96, 3)
 
 
+@pytest.mark.slow
 def test_runs_as_a_file_from_the_repository_root(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", ["one.png"])
     script = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"

@@ -131,6 +131,7 @@ def test_readme_torchrun_commands_parse() -> None:
 # ------------------------------------------------------------------------------------------- data parallel (CLI)
 
 
+@pytest.mark.slow
 def test_inverse_and_forward_on_two_ranks_equal_one_process(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", ["a.png", "b.png", "c.png"])
     common = ["--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", "--num_steps", "2", *SIZE]
@@ -231,6 +232,7 @@ def context_parallel_worker(rank: int, port: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_context_parallel_network_equals_one_process(tmp_path: Path) -> None:
     context = mp.start_processes(
         context_parallel_worker, args=(free_port(), str(tmp_path)), nprocs=RANKS, join=False, start_method="spawn"

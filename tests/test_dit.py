@@ -307,6 +307,7 @@ def test_block_streaming_gives_the_same_output() -> None:
     assert all(torch.equal(out, resident) for out in streamed)
 
 
+@pytest.mark.slow
 def test_compiled_blocks_give_the_same_output() -> None:
     from cosmos_predict1.diffusion.networks.acceleration import compile_blocks
 

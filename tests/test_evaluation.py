@@ -245,6 +245,7 @@ def load_script() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_tiny_inverse_runs_are_compared_on_the_bundled_ground_truth(
     inverse_runs: list[Path], tmp_path: Path, capsys
 ) -> None:

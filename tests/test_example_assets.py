@@ -160,12 +160,14 @@ def test_environment_follows_the_forward_renderers_convention(assets: ModuleType
 # ----------------------------------------------------------------------------------------------- reproduction
 
 
+@pytest.mark.slow
 def test_hdris_are_reproduced_bit_for_bit(assets: ModuleType, tmp_path: Path) -> None:
     assets.write_hdris(tmp_path)
     for stem in HDRI_STEMS:
         assert (tmp_path / f"{stem}.hdr").read_bytes() == (EXAMPLES / "hdri_examples" / f"{stem}.hdr").read_bytes()
 
 
+@pytest.mark.slow
 def test_video2_ground_truth_is_reproduced_from_the_seed(
     assets: ModuleType, mitsuba: ModuleType, tmp_path: Path
 ) -> None:

@@ -573,6 +573,7 @@ def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
     assert list(clip.passes) == ["depth"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
     common = [
@@ -1025,6 +1026,7 @@ def test_full_disk_in_each_encoder_is_one_line_and_no_temporary_file(
     assert_no_leftovers(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_real_write_failures_of_every_encoder(tmp_path: Path) -> None:
     """With the file size limit of the process (RLIMIT_FSIZE) at 4 kB, every encoder's write really fails: Pillow
     and the in-memory PNG with EFBIG, OpenEXR with its own RuntimeError, ffmpeg by exiting early; each is one line

@@ -524,6 +524,7 @@ def test_tiny_checkpoints_into_a_read_only_folder_is_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_tiny_checkpoints_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
     """The file size limit (RLIMIT_FSIZE) makes the first large write fail as a full disk would (EFBIG)."""
     resource = pytest.importorskip("resource")

@@ -125,6 +125,7 @@ def test_a_shared_cache_folder_is_not_trusted(tmp_path: Path, monkeypatch: pytes
 # --- overlapped reading and writing --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_background_reading_and_writing_give_the_same_files(
     tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

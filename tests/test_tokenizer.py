@@ -326,6 +326,7 @@ DAMAGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [*DAMAGES, "other_entry"])
 def test_damaged_cache_entry_is_rebuilt(
     tiny_checkpoints: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, damage: str
@@ -426,6 +427,7 @@ def test_missing_files(tmp_path: Path, present: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------------------------------------------- behaviour
 
 
+@pytest.mark.slow
 def test_chunks_are_encoded_and_decoded_independently() -> None:
     tokenizer = _tiny_tokenizer(pixel_chunk_duration=9)
     video = _video(2, 3, 18, 16, 24)
