@@ -14,7 +14,6 @@ emptied first ("cold") and again ("warm"). ``--cases`` picks a subset.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gc
 import json
@@ -38,6 +37,7 @@ except ImportError:  # run from a checkout without installing
 import torch
 import torch.nn.functional as F
 
+from cosmos_predict1.arguments import Parser
 from cosmos_predict1.diffusion.networks import FORWARD_7B, INVERSE_7B, DiffusionRendererDiT, DiTConfig
 from cosmos_predict1.diffusion.networks.acceleration import attention_backends, compile_blocks
 from cosmos_predict1.diffusion.options import GBUFFER_PASSES, SamplingOptions
@@ -581,8 +581,8 @@ def markdown(records: list[Record], environment: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser = Parser(__doc__)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="What to measure.")
     parser.add_argument("--json", type=Path, help="Write the records as JSON.")
     parser.add_argument("--markdown", type=Path, help="Write the table as Markdown.")
     parser.add_argument("--profile", action="store_true", help="Print the top GPU kernels of one compiled DiT step.")

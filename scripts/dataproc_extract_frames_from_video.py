@@ -43,6 +43,7 @@ import numpy as np
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.arguments import Parser
 from cosmos_predict1.boundary import guard
 from cosmos_predict1.errors import UserError
 
@@ -61,9 +62,7 @@ def parse_size(text: str) -> tuple[int, int]:
     """``"1280x704"`` (any letter case of the x) -> (1280, 704); each side 1 to ``MAX_SIDE``."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(part.isdigit() and len(part) < 10 and 0 < int(part) <= MAX_SIDE for part in parts):
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use WIDTHxHEIGHT with each side from 1 to {MAX_SIDE}, e.g. 1280x704"
-        )
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT with each side from 1 to {MAX_SIDE}, e.g. 1280x704")
     return int(parts[0]), int(parts[1])
 
 
@@ -75,25 +74,30 @@ def frame_rate(text: str) -> float:
     except ValueError:
         value = math.nan
     if not low <= value <= high:  # also refuses NaN and infinities
-        raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g} (frames per second), got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g} (frames per second)")
     return value
 
 
 def positive_int(text: str) -> int:
     """A frame count: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+    if not (text.strip().isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError("must be an integer >= 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input_folder", required=True, help="Folder with the videos (not searched recursively).")
-    parser.add_argument("--output_folder", required=True, help="Root of the per-video frame folders.")
-    parser.add_argument("--frame_rate", type=frame_rate, default=None, help="Output frames per second (0.001 to 1000).")
-    parser.add_argument("--resize", type=parse_size, default=None, help="Output size WIDTHxHEIGHT, e.g. 1280x704.")
+    parser = Parser(__doc__)
+    parser.add_argument(
+        "--input_folder", required=True, metavar="DIR", help="Folder with the videos (not searched recursively)."
+    )
+    parser.add_argument("--output_folder", required=True, metavar="DIR", help="Root of the per-video frame folders.")
+    parser.add_argument(
+        "--frame_rate", type=frame_rate, default=None, metavar="FPS", help="Output frames per second (0.001 to 1000)."
+    )
+    parser.add_argument(
+        "--resize", type=parse_size, default=None, metavar="WxH", help="Output size WIDTHxHEIGHT, e.g. 1280x704."
+    )
     parser.add_argument(
         "--resize_mode",
         choices=("stretch", "crop"),
@@ -107,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="With --frame_rate: timestamp (nearest source frame in time, a true resampling) or original (every "
         "n-th frame, n = int(int(source fps) / frame_rate), as the original script).",
     )
-    parser.add_argument("--max_frames", type=positive_int, default=None, help="Save at most this many per video.")
+    parser.add_argument(
+        "--max_frames", type=positive_int, default=None, metavar="N", help="Save at most this many per video."
+    )
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 

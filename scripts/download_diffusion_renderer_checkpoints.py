@@ -29,6 +29,7 @@ from pathlib import Path
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.arguments import Parser
 from cosmos_predict1.boundary import guard
 from cosmos_predict1.diffusion.assets import (
     ENV_LIGHT_PATH_LIST,
@@ -60,23 +61,22 @@ MODELS: dict[str, list[str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(__doc__)
     parser.add_argument(
-        "--checkpoint_dir", default="checkpoints", help="Folder that receives the model folders (default: checkpoints)."
+        "--checkpoint_dir", default="checkpoints", metavar="DIR", help="Folder that receives the model folders."
     )
     parser.add_argument(
         "--model",
         choices=list(MODELS),
         default="all",
-        help="What to fetch: one model, the original's four HDRIs (hdris), or all of them (default).",
+        help="What to fetch: one model, the original's four HDRIs (hdris), or all of them.",
     )
-    parser.add_argument("--hdri_dir", default=HDRI_FOLDER, help=f"Folder for the HDRIs (default: {HDRI_FOLDER}).")
-    parser.add_argument(
-        "--polyhaven_api", default=POLYHAVEN_FILES_API, help="Poly Haven files API (default: %(default)s)."
-    )
+    parser.add_argument("--hdri_dir", default=HDRI_FOLDER, metavar="DIR", help="Folder for the HDRIs.")
+    parser.add_argument("--polyhaven_api", default=POLYHAVEN_FILES_API, metavar="URL", help="Poly Haven files API.")
     parser.add_argument(
         "--hf_org",
         default=None,
+        metavar="ORG",
         help="Hugging Face organisation of the two renderer models (default: the one in cosmos_predict1/release.py"
         "; 'nvidia' is the other known host). The tokenizer always comes from nvidia.",
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python scripts/...` without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.arguments import Parser
 from cosmos_predict1.diffusion.assets import REPOSITORY_ROOT
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.evaluation import compare, write_reports
@@ -28,9 +29,7 @@ BUNDLED_GROUND_TRUTH = REPOSITORY_ROOT / "asset" / "examples" / "ground_truth"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Score renderer outputs against ground truth (see README: Evaluate against ground truth)."
-    )
+    parser = Parser("Score renderer outputs against ground truth (see README: Evaluate against ground truth).")
     add = parser.add_argument
     add("--predictions", type=Path, nargs="+", required=True, help="--video_save_folder of each run to score.")
     add("--labels", type=str, nargs="+", default=None, help="A name per run for the tables (default: folder names).")

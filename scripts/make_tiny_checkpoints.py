@@ -17,15 +17,16 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_predict1.arguments import Parser
 from cosmos_predict1.boundary import guard
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.tiny_checkpoints import write_tiny_checkpoints
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(__doc__)
     parser.add_argument("--checkpoint_dir", type=Path, required=True, help="Folder to write the checkpoints into.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (0 to 2**63 - 1).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights, 0 to 2**63 - 1.")
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 

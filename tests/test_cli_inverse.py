@@ -170,7 +170,6 @@ def test_runs_as_a_file_from_the_repository_root(tiny_checkpoints: Path, tmp_pat
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--num_video_frames", "9"], "--num_video_frames 9"),
         (["--inference_passes", "albedo"], "unknown pass 'albedo'"),
         (["--height", "60"], "multiple of 16"),
         (["--save_image", "false", "--save_video", "no"], "nothing would be written"),

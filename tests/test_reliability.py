@@ -266,7 +266,6 @@ def test_empty_input_folder(tiny_checkpoints: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--num_video_frames", "9"], "the released models take 1 frame (images) or 57 frames (videos)"),
         (["--height", "72"], "--height 72: must be a positive multiple of 16"),
         (["--width", "2048"], "at most 1920"),
     ],

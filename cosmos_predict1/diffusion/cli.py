@@ -1,10 +1,13 @@
-"""The command line both renderer scripts share: the original's common options, their checks, turning them into
+"""The command line both renderer scripts share: the options they have in common, their checks, turning them into
 option values once, and the error boundary (one line per failure, and the exit code).
 
-Every option of the original is accepted with the same name, type and default; the text, guardrail, prompt
-upsampler and multi-GPU options do nothing in the renderers (as in the original) and say so in ``--help``. Runs on
-several GPUs are launched with torchrun (``distributed``; ``--context_parallel_size``). This module imports no torch:
-``--help``, argument errors and a missing checkpoint answer before the models' libraries load.
+Every option of the original is accepted with the same name and default; ``--num_video_frames`` takes the counts
+the released models take (1 and 57; the original also offered counts its tokenizer then refused). ``--help`` sorts
+the options into three groups: the original's, the new ones, and those that do nothing in the renderers (text,
+guardrail, prompt upsampler and multi-GPU options, as in the original). Argument errors are one line
+(``cosmos_predict1.arguments``). Runs on several GPUs are launched with torchrun (``distributed``;
+``--context_parallel_size``). This module imports no torch: ``--help``, argument errors and a missing checkpoint
+answer before the models' libraries load.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from cosmos_predict1.arguments import Parser, str2bool
 from cosmos_predict1.boundary import failure, report
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
@@ -39,91 +43,111 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cosmos_predict1")
 
-NO_EFFECT = "Accepted for compatibility with the original; has no effect in the renderers."
-FRAME_CHOICES = [8 * n + 1 for n in range(16)] + [10, 117]  # what the original's parser offers
+FRAME_COUNTS = (1, TOKENIZER_CHUNK)  # what the released models take (the original offered 9, 17, …, 121, 10, 117 too)
 INTERRUPTED = "interrupted: finished outputs are kept; rerun the same command to do the rest."
 
 
-def str2bool(value: str | bool) -> bool:
-    """The original's boolean option values: yes/true/t/y/1 and no/false/f/n/0, any case."""
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError("Boolean value expected.")
+class OptionGroups(NamedTuple):
+    """The three sections of a renderer's ``--help``; each script adds its own options to them too."""
+
+    original: argparse._ArgumentGroup  # the original's options: same names and defaults
+    new: argparse._ArgumentGroup  # options new in this implementation
+    no_effect: argparse._ArgumentGroup  # the original's options that change nothing (as there)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by the inverse and forward scripts (original names and defaults, plus a few new ones)."""
-    add = parser.add_argument
-    add("--checkpoint_dir", type=str, default="checkpoints", help="Folder holding the downloaded checkpoints.")
-    add("--tokenizer_dir", type=str, default=TOKENIZER, help="Tokenizer folder inside --checkpoint_dir.")
-    add("--video_save_name", type=str, default="output", help=NO_EFFECT)
-    add("--video_save_folder", type=str, default="outputs/", help="Folder that receives all outputs.")
-    add("--prompt", type=str, default="", help=NO_EFFECT)
-    add("--batch_input_path", type=str, default=None, help=NO_EFFECT)
-    add("--negative_prompt", type=str, default="", help=NO_EFFECT)
-    add("--num_steps", type=int, default=15, help="Number of sampling steps.")
-    add("--guidance", type=float, default=0, help="Classifier-free guidance weight (0 = conditional only).")
+def frame_count(text: str) -> int:
+    """``--num_video_frames``: 1 (images) or 57 (videos)."""
+    frames = int(text) if text.strip().isdigit() else None
+    if frames not in FRAME_COUNTS:
+        raise argparse.ArgumentTypeError(f"the released models take 1 (images) or {TOKENIZER_CHUNK} (videos)")
+    return frames
+
+
+def renderer_parser(description: str, model: str, dataset: str) -> tuple[Parser, OptionGroups]:
+    """A renderer's parser with the options both scripts share, and its three option groups; ``model`` is the
+    default ``--diffusion_transformer_dir``, ``dataset`` the help text of ``--dataset_path``."""
+    parser = Parser(description)
+    groups = OptionGroups(
+        parser.add_argument_group(
+            "options of the original", "Same names and defaults as nv-tlabs/cosmos1-diffusion-renderer."
+        ),
+        parser.add_argument_group("options new in this implementation"),
+        parser.add_argument_group(
+            "accepted for compatibility; no effect",
+            "The original ignores them too. For several GPUs, launch with torchrun.",
+        ),
+    )
+    add = groups.original.add_argument
+    add(
+        "--checkpoint_dir", type=str, default="checkpoints", metavar="DIR", help="Folder of the downloaded checkpoints."
+    )
+    add(
+        "--diffusion_transformer_dir",
+        type=str,
+        default=model,
+        metavar="DIR",
+        help="DiT folder in --checkpoint_dir, or a path: the released model or a fine-tune in its layout.",
+    )
+    add("--tokenizer_dir", type=str, default=TOKENIZER, metavar="DIR", help="Tokenizer folder in --checkpoint_dir.")
+    add("--dataset_path", type=str, default=None, metavar="DIR", help=dataset)
+    add("--video_save_folder", type=str, default="outputs/", metavar="DIR", help="Folder that receives all outputs.")
+    add("--num_steps", type=int, default=15, help="Sampling steps.")
+    add("--guidance", type=float, default=0, help="Classifier-free guidance weight (0: conditional only).")
     add(
         "--num_video_frames",
-        type=int,
-        default=57,
-        choices=FRAME_CHOICES,
-        help=f"Frames per clip. The released models take 1 (images) or {TOKENIZER_CHUNK} (videos).",
+        type=frame_count,
+        default=TOKENIZER_CHUNK,
+        metavar="{1,57}",
+        help="Frames per clip: 1 (images) or 57 (videos).",
     )
-    add("--height", type=int, default=704, help="Frame height (multiple of 16).")
-    add("--width", type=int, default=1280, help="Frame width (multiple of 16).")
-    add("--fps", type=int, default=24, help="Frame rate written into output videos (the model always sees 24).")
-    add("--seed", type=int, default=1000, help="Seed of the initial noise (see README: noise per work item).")
-    add("--num_gpus", type=int, default=1, help=f"{NO_EFFECT} Several GPUs: launch with torchrun (see README).")
-    add("--disable_prompt_upsampler", action="store_true", help=NO_EFFECT)
+    add("--height", type=int, default=704, help="Frame height, a multiple of 16.")
+    add("--width", type=int, default=1280, help="Frame width, a multiple of 16.")
+    add("--fps", type=int, default=24, help="Frame rate of the output videos (the model always sees 24).")
+    add("--seed", type=int, default=1000, help="Seed of the initial noise.")
+    add(
+        "--image_extensions",
+        type=str,
+        nargs="+",
+        default=None,
+        metavar="EXT",
+        help="File endings to read (default: common image types).",
+    )
+    add(
+        "--resize_resolution",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Resize to H W (or the shorter side to N) before the crop.",
+    )
     add("--offload_diffusion_transformer", action="store_true", help="Keep the DiT off the GPU between uses.")
     add("--offload_tokenizer", action="store_true", help="Keep the tokenizer off the GPU between uses.")
-    add("--offload_text_encoder_model", action="store_true", help=NO_EFFECT)
-    add("--offload_prompt_upsampler", action="store_true", help=NO_EFFECT)
-    add("--offload_guardrail_models", action="store_true", help=NO_EFFECT)
-    add("--disable_guardrail", action="store_true", help=NO_EFFECT)
-    # New in this implementation.
-    add(
-        "--device",
-        type=str,
-        default="cuda",
-        help="cuda, cuda:N or cpu (cpu runs float32; for tiny models). Under torchrun, cuda is cuda:LOCAL_RANK.",
-    )
+
+    add = groups.new.add_argument
+    add("--device", type=str, default="cuda", help="cuda, cuda:N or cpu (float32, for tiny models).")
     add(
         "--context_parallel_size",
         type=int,
         default=1,
-        help="Under torchrun: groups of this many consecutive ranks sample each clip together, each on a share of "
-        "the DiT's tokens (lower latency per clip); it must divide the number of processes and the 32 heads. "
-        "Data parallel runs across the groups.",
+        help="Under torchrun: how many ranks sample each clip together (see README: Multi-GPU).",
     )
     add(
         "--max_batch",
         type=int,
         default=None,
-        help="Most outputs of one clip sampled together (default: from the clip size; all 5 passes of an image).",
+        help="Most outputs of a clip sampled together (default: from the clip size; all 5 passes of an image).",
     )
     add(
         "--compile",
         type=str2bool,
         default=None,
-        help="torch.compile the DiT and tokenizer: true, false, or (default) only what pays for this run's work.",
+        help="torch.compile the DiT and tokenizer (default: only what pays for this run's work).",
     )
-    add(
-        "--fp8",
-        action="store_true",
-        help="FP8 matrix products in the DiT's large layers (Hopper GPUs): faster, approximate (see BENCHMARKS.md).",
-    )
+    add("--fp8", action="store_true", help="FP8 matrix products in the DiT (Hopper GPUs): faster, approximate.")
     add("--overwrite", action="store_true", help="Redo work items whose outputs already exist.")
     add(
         "--allow_unsafe_checkpoint",
         action="store_true",
-        help="Allow full unpickling of checkpoint files that hold more than tensors and plain data (trusted files "
-        "only: unpickling can run code).",
+        help="Fully unpickle checkpoints that hold more than tensors (trusted files only: this can run code).",
     )
     add("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     add(
@@ -131,16 +155,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=str,
         default="stretch",
         choices=FIT_MODES,
-        help="How inputs of another aspect ratio meet --height × --width: stretch (the original), crop or pad "
-        "(both keep the aspect ratio; pad marks the border in the model's padding mask).",
+        help="Inputs of another aspect ratio: stretched (as in the original), cropped or padded.",
     )
     add(
         "--output_size",
         type=str,
         default="model",
         choices=OUTPUT_SIZES,
-        help="model: outputs at --height × --width scale (cut to the content with --fit pad); input: resized back "
-        "to the input's resolution.",
+        help="Outputs at --height × --width (model) or resized back to each input's size (input).",
     )
     add(
         "--contact_sheet",
@@ -148,6 +170,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="Also write contact_sheets/<clip>.png: the input and every output of a clip side by side.",
     )
+
+    add = groups.no_effect.add_argument
+    add("--video_save_name", type=str, default="output", metavar="TEXT")
+    add("--prompt", type=str, default="", metavar="TEXT")
+    add("--negative_prompt", type=str, default="", metavar="TEXT")
+    add("--batch_input_path", type=str, default=None, metavar="PATH")
+    add("--num_gpus", type=int, default=1)
+    add("--disable_prompt_upsampler", action="store_true")
+    add("--offload_text_encoder_model", action="store_true")
+    add("--offload_prompt_upsampler", action="store_true")
+    add("--offload_guardrail_models", action="store_true")
+    add("--disable_guardrail", action="store_true")
+    return parser, groups
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -202,17 +237,6 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         stitch_chunks=args.stitch_chunks,
         overlap=args.overlap_n_frames,
     )
-
-
-def check_frame_count(args: argparse.Namespace) -> int:
-    """``--num_video_frames``, checked against what the released models take."""
-    frames = args.num_video_frames
-    if frames != 1 and frames % TOKENIZER_CHUNK:
-        raise UserError(
-            f"--num_video_frames {frames}: the released models take 1 frame (images) or {TOKENIZER_CHUNK} frames "
-            "(videos); use --num_video_frames 1 or 57."
-        )
-    return frames
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Callable[[argparse.Namespace], Job]) -> int:

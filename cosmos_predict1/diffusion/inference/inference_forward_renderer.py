@@ -46,72 +46,59 @@ RANDOM_LIGHT_SEED_STRIDE = 1000  # random lighting k uses seed + 1000·k, as the
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Cosmos DiffusionRenderer: forward rendering (re-lighting).")
-    cli.add_common_arguments(parser)
-    add = parser.add_argument
-    add(
-        "--diffusion_transformer_dir",
-        type=str,
-        default=FORWARD_MODEL,
-        help="DiT folder inside --checkpoint_dir (or a path): the released model or any fine-tune of the same 7B "
-        "forward renderer in the released layout (model.pt, optional config.json).",
+    parser, groups = cli.renderer_parser(
+        "Cosmos DiffusionRenderer: forward rendering (re-lighting).",
+        model=FORWARD_MODEL,
+        dataset="The inverse run's gbuffer_frames folder.",
     )
-    add("--inference_passes", type=str, nargs="+", default=["rgb"], help=cli.NO_EFFECT)
+    add = groups.original.add_argument
     add("--save_image", type=cli.str2bool, default=False, help="Also write per-frame JPEGs under relit_frames_XXXX/.")
-    add("--dataset_path", type=str, default=None, help="The inverse renderer's gbuffer_frames folder.")
-    add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
-    add(
-        "--resize_resolution",
-        type=int,
-        nargs="+",
-        default=None,
-        help="Resize to H W (or shorter side) before the crop.",
-    )
-    add("--use_custom_envmap", type=cli.str2bool, default=True, help="Light with an HDRI; False = random lighting.")
+    add("--use_custom_envmap", type=cli.str2bool, default=True, help="Light with an HDRI; false: random lighting.")
     add(
         "--envlight_ind",
         type=int,
         nargs="+",
         default=None,
-        help=f"Indices into the HDRI list (bundled: 0–{len(ENV_LIGHT_PATH_LIST) - 1}; default all); each gives "
-        "one output per clip. With --use_custom_envmap=False they select random lightings (seed + 1000·index).",
+        help=f"HDRIs to light with, one output each (bundled: 0–{len(ENV_LIGHT_PATH_LIST) - 1}; default: all). "
+        "With --use_custom_envmap false: random lightings (seed + 1000·index).",
     )
-    add("--envlight_path", type=str, nargs="+", default=None, help="HDRI files (.hdr/.exr) replacing the bundled list.")
+    add("--rotate_light", type=cli.str2bool, default=False, help="Turn the lighting once around over the clip.")
+    add("--use_fixed_frame_ind", type=cli.str2bool, default=False, help="One G-buffer frame for every output frame.")
+    add("--fixed_frame_ind", type=int, default=0, help="The frame that --use_fixed_frame_ind uses.")
+    add = groups.new.add_argument
+    add(
+        "--envlight_path",
+        type=str,
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="HDRIs (.hdr/.exr) to index instead of the bundled ones.",
+    )
     add("--env_strength", type=float, default=1.0, help="Multiplier of the HDRI's radiance.")
     add("--env_rotation", type=float, default=180.0, help="Horizontal rotation of the HDRI in degrees.")
-    add("--env_flip", type=cli.str2bool, default=True, help="Mirror the HDRI horizontally (the original does).")
-    add(
-        "--rotate_light",
-        type=cli.str2bool,
-        default=False,
-        help="Turn the lighting once around the vertical axis over the clip.",
-    )
-    add(
-        "--use_fixed_frame_ind", type=cli.str2bool, default=False, help="Use one G-buffer frame for every output frame."
-    )
-    add("--fixed_frame_ind", type=int, default=0, help="The frame used by --use_fixed_frame_ind.")
+    add("--env_flip", type=cli.str2bool, default=True, help="Mirror the HDRI horizontally (as the original).")
     add(
         "--camera_poses",
         type=str,
         default=None,
-        help="JSON with frames[].transform_matrix (camera-to-world, NeRF style) for the clip's frames: the "
-        "environment then stays fixed in the world while the camera moves (rotations relative to frame 0).",
+        metavar="FILE",
+        help="JSON of camera-to-world frames[].transform_matrix: the lighting then stays fixed in the world.",
     )
     add(
         "--stitch_chunks",
         type=cli.str2bool,
         default=False,
-        help="Write one continuous <clip>.relit_XXXX.mp4 per inverse clip from its chunks <clip>/<chunk> instead of "
-        "one per chunk, cross-fading the overlap (needs --save_image=True and the inverse run's --overlap_n_frames).",
+        help="One video per inverse clip from its chunks, cross-fading their --overlap_n_frames (needs --save_image "
+        "true).",
     )
-    add("--overlap_n_frames", type=int, default=0, help="The inverse run's chunk overlap (for --stitch_chunks).")
+    add("--overlap_n_frames", type=int, default=0, help="The inverse run's --overlap_n_frames (for --stitch_chunks).")
     add(
         "--output_linear",
         type=cli.str2bool,
         default=False,
-        help="Also write linear-light frames (inverse sRGB of the output) as EXR under relit_linear_XXXX/: an "
-        "approximation of HDR, not true radiance.",
+        help="Also write linear-light EXR frames (inverse sRGB, not true HDR) under relit_linear_XXXX/.",
     )
+    groups.no_effect.add_argument("--inference_passes", type=str, nargs="+", default=["rgb"], metavar="PASS")
     return parser
 
 
@@ -169,7 +156,7 @@ def run_options(args: argparse.Namespace) -> ForwardRunOptions:
         frames=cli.frame_options(args),
         output=cli.output_options(args),
         dataset=Path(args.dataset_path),
-        num_frames=cli.check_frame_count(args),
+        num_frames=args.num_video_frames,
         lightings=requested_lightings(args),
         rotate_light=args.rotate_light,
         hold_frame=args.fixed_frame_ind if args.use_fixed_frame_ind else None,

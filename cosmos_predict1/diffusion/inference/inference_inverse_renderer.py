@@ -29,58 +29,46 @@ from cosmos_predict1.release import INVERSE_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Cosmos DiffusionRenderer: inverse rendering (de-lighting).")
-    cli.add_common_arguments(parser)
-    add = parser.add_argument
-    add(
-        "--diffusion_transformer_dir",
-        type=str,
-        default=INVERSE_MODEL,
-        help="DiT folder inside --checkpoint_dir (or a path): the released model or any fine-tune of the same 7B "
-        "inverse renderer in the released layout (model.pt, optional config.json).",
+    parser, groups = cli.renderer_parser(
+        "Cosmos DiffusionRenderer: inverse rendering (de-lighting).",
+        model=INVERSE_MODEL,
+        dataset="Folder of input images or video frames (searched recursively).",
     )
+    add = groups.original.add_argument
     add(
         "--inference_passes",
         type=str,
         nargs="+",
         default=list(GBUFFER_PASSES),
-        help=f"G-buffers to produce, in this order; any of: {', '.join(GBUFFER_INDEX)}.",
+        metavar="PASS",
+        help=f"G-buffers to produce, in this order; any of {', '.join(GBUFFER_INDEX)}.",
     )
     add("--normalize_normal", type=cli.str2bool, default=False, help="Renormalise the normal pass to unit vectors.")
     add("--save_image", type=cli.str2bool, default=True, help="Write per-frame JPEGs under gbuffer_frames/.")
     add("--save_video", type=cli.str2bool, default=True, help="Write one video per clip and pass (.jpg for 1 frame).")
-    add("--dataset_path", type=str, default=None, help="Folder of input images or video frames (searched recursively).")
     add("--overlap_n_frames", type=int, default=0, help="Frames shared by consecutive chunks of a clip.")
+    add("--chunk_mode", type=str, default="first", choices=["first", "all", "drop_last"], help="Chunks to process.")
     add(
-        "--chunk_mode",
+        "--group_mode",
         type=str,
-        default="first",
-        choices=["first", "all", "drop_last"],
-        help="Which chunks to process.",
+        default="folder",
+        choices=["folder", "webdataset"],
+        help="Clips: a folder's frames (videos) or each file (images).",
     )
-    add("--group_mode", type=str, default="folder", choices=["folder", "webdataset"], help="How files form clips.")
-    add("--image_extensions", type=str, nargs="+", default=None, help="File endings to read (default: common images).")
-    add(
-        "--resize_resolution",
-        type=int,
-        nargs="+",
-        default=None,
-        help="Resize to H W (or shorter side) before the crop.",
-    )
+    add = groups.new.add_argument
     add(
         "--output_format",
         type=str,
         default="jpg",
         choices=OUTPUT_FORMATS,
-        help="Per-frame G-buffer files: jpg (8 bit, as the original); png16 (16-bit PNG); exr (float EXR for depth "
-        "and normal — normals as signed vectors — and 16-bit PNG for the others). Videos stay 8-bit MP4.",
+        help="Per-frame files: jpg (8-bit, as the original), png16, or exr (float depth and normal, 16-bit PNG for "
+        "the rest).",
     )
     add(
         "--stitch_chunks",
         type=cli.str2bool,
         default=False,
-        help="With --chunk_mode all: write one continuous <clip>.<pass>.mp4 per clip instead of one per chunk, "
-        "cross-fading the --overlap_n_frames frames that neighbouring chunks share (needs --save_image=True).",
+        help="With --chunk_mode all: one video per clip, cross-fading the chunks' overlap (needs --save_image true).",
     )
     return parser
 
@@ -102,7 +90,7 @@ def run_options(args: argparse.Namespace) -> InverseRunOptions:
         frames=cli.frame_options(args),
         output=cli.output_options(args),
         dataset=Path(args.dataset_path),
-        num_frames=cli.check_frame_count(args),
+        num_frames=args.num_video_frames,
         passes=tuple(args.inference_passes),
         normalize_normal=args.normalize_normal,
         save_video=args.save_video,
