@@ -121,9 +121,85 @@ def test_original_frame_selection_keeps_every_nth_frame(
     assert source_frames(tmp_path / "clip") == list(range(0, 60, step))  # 30 fps: n = max(1, int(30 / rate))
 
 
-def test_source_indices_upsampling_repeats_frames() -> None:
-    assert list(itertools.islice(extract.source_indices(24, 48), 6)) == [0, 1, 1, 2, 2, 3]
+def test_source_indices_never_repeat_a_frame() -> None:
+    for selection in extract.FRAME_SELECTIONS:
+        assert list(itertools.islice(extract.source_indices(24, 48, selection), 6)) == [0, 1, 2, 3, 4, 5]
     assert list(itertools.islice(extract.source_indices(30, None), 4)) == [0, 1, 2, 3]
+
+
+def test_a_frame_rate_above_the_source_keeps_every_frame_once(grey_video: Path, tmp_path: Path, capsys) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--frame_rate", "1e9"]
+    assert extract.main(args) == 0
+    assert source_frames(tmp_path / "clip") == list(range(60))
+    out = capsys.readouterr().out
+    assert (
+        f"Note: {grey_video / 'clip.MP4'} has 30 fps, fewer than --frame_rate 1e+09: every frame is kept once." in out
+    )
+
+
+def test_videos_that_differ_only_in_the_ending_get_a_folder_each(grey_video: Path, tmp_path: Path, capsys) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    write_video(videos / "clip.MOV", [np.full((48, 64, 3), 10 + LEVEL_STEP * i, np.uint8) for i in (7, 8, 9)], 30)
+    (videos / "other.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    args = ["--input_folder", str(videos), "--output_folder", str(tmp_path / "out")]
+    assert extract.main(args) == 0
+    mov, mp4 = (f"clip~{hashlib.sha256(name.encode()).hexdigest()[:8]}" for name in ("clip.MOV", "clip.mp4"))
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted([mov, mp4, "other"])
+    assert source_frames(tmp_path / "out" / mov) == [7, 8, 9] and source_frames(tmp_path / "out" / mp4) == list(
+        range(60)
+    )
+    assert capsys.readouterr().err.strip() == (
+        f"Warning: The videos clip.MOV and clip.mp4 would share the output name clip; they are written as {mov} and "
+        f"{mp4} instead."
+    )
+    assert extract.main(args) == 0 and sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
+        [mov, mp4, "other"]
+    )  # the same folders again
+
+
+def test_a_truncated_video_keeps_the_frames_of_an_earlier_run(grey_video: Path, tmp_path: Path, capsys) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    write_video(videos / "clip.mkv", [np.full((48, 64, 3), 10 + LEVEL_STEP * i, np.uint8) for i in range(40)], 30)
+    (videos / "other.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    args = ["--input_folder", str(videos), "--output_folder", str(out)]
+    assert extract.main(args) == 0
+    earlier = {path.name: path.read_bytes() for path in (out / "clip").iterdir()}
+    assert len(earlier) == 40
+    data = (videos / "clip.mkv").read_bytes()
+    (videos / "clip.mkv").write_bytes(data[: len(data) * 6 // 10])  # ffmpeg still decodes its first frames
+    (out / "other" / "frame_00000.jpg").unlink()
+    capsys.readouterr()
+    assert extract.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"Error: could not read video {videos / 'clip.mkv'}: File ended prematurely; it is corrupt, truncated or not "
+        "a video: replace or re-encode it."
+    )
+    assert {path.name: path.read_bytes() for path in (out / "clip").iterdir()} == earlier
+    assert len(list((out / "other").glob("frame_*.jpg"))) == 60  # the other video is still done
+    assert sorted(path.name for path in out.iterdir()) == ["clip", "other"]  # no temporary folder left
+
+
+def test_a_video_that_fails_half_way_leaves_the_earlier_frames(
+    grey_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path)]
+    assert extract.main([*args, "--max_frames=10"]) == 0
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "clip").iterdir()}
+    original = extract.write_jpeg
+
+    def failing_at_the_20th(path: Path, rgb: np.ndarray) -> None:
+        if path.name == "frame_00020.jpg":
+            raise extract.VideoReadError("Invalid data found when processing input")
+        original(path, rgb)
+
+    monkeypatch.setattr(extract, "write_jpeg", failing_at_the_20th)
+    assert extract.main(args) == 2
+    assert {path.name: path.read_bytes() for path in (tmp_path / "clip").iterdir()} == earlier
+    assert [path.name for path in tmp_path.iterdir()] == ["clip"]
 
 
 def test_max_frames_and_stale_frames(grey_video: Path, tmp_path: Path) -> None:
@@ -189,11 +265,10 @@ def test_unreadable_video_is_reported_and_skipped(grey_video: Path, tmp_path: Pa
         pytest.param("--resize=100000x100000", "each side from 1 to 8192", id="resize-100000x100000"),
         pytest.param("--resize=8193x10", "each side from 1 to 8192", id="resize-8193"),
         pytest.param("--resize=99999999999999999999x1", "each side from 1 to 8192", id="resize-huge-digits"),
-        pytest.param("--frame_rate=1e9", "from 0.001 to 1000", id="frame_rate-1e9"),
-        pytest.param("--frame_rate=nan", "from 0.001 to 1000", id="frame_rate-nan"),
-        pytest.param("--frame_rate=inf", "from 0.001 to 1000", id="frame_rate-inf"),
-        pytest.param("--frame_rate=1e-300", "from 0.001 to 1000", id="frame_rate-tiny"),
-        pytest.param("--frame_rate=fast", "from 0.001 to 1000", id="frame_rate-text"),
+        pytest.param("--frame_rate=nan", "finite number of at least 0.001", id="frame_rate-nan"),
+        pytest.param("--frame_rate=inf", "finite number of at least 0.001", id="frame_rate-inf"),
+        pytest.param("--frame_rate=1e-300", "finite number of at least 0.001", id="frame_rate-tiny"),
+        pytest.param("--frame_rate=fast", "finite number of at least 0.001", id="frame_rate-text"),
     ],
 )
 def test_extractor_ranges_are_one_line_at_once(grey_video: Path, tmp_path: Path, bad: str, allowed: str) -> None:
