@@ -9,7 +9,10 @@ damaged released file (``missing_file``, ``redownload_hint``).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from cosmos_predict1.errors import UserError
@@ -58,6 +61,7 @@ ALLOW_PATTERNS: dict[str, list[str]] = {
 }
 
 DOWNLOAD_SCRIPT = "scripts/download_diffusion_renderer_checkpoints.py"
+STAGING_FOLDER = ".download"  # in a model folder: where files land until they verify (the hub resumes from it)
 LOGIN_HINT = "log in with `hf auth login` (or `huggingface-cli login`) using a token with read access"
 _MD5_CHUNK_BYTES = 16 * 1024 * 1024
 
@@ -92,24 +96,31 @@ def expected_md5(folder: str) -> dict[str, str]:
     return {key.removeprefix(prefix): md5 for key, md5 in MD5.items() if key.startswith(prefix)}
 
 
-def check_model(checkpoint_dir: str | Path, folder: str, verbose: bool = False) -> tuple[list[Path], list[Path]]:
+def checked_files(folder: str) -> list[str]:
+    """The files of ``folder`` that ``check_model`` checks: the required ones and those with a published MD5."""
+    return list(dict.fromkeys([*REQUIRED_FILES[folder], *expected_md5(folder)]))
+
+
+def check_model(
+    checkpoint_dir: str | Path, folder: str, verbose: bool = False, verified: Collection[str] = ()
+) -> tuple[list[Path], list[Path]]:
     """The (missing, mismatched) files of ``<checkpoint_dir>/<folder>``; both empty when the model is complete.
 
     Missing: a required file or a file with a published MD5 that does not exist. Mismatched: a file whose MD5
-    differs from the published one. With ``verbose`` every check and every problem is printed (an MD5 check of a
-    multi-GB file takes a while).
+    differs from the published one (files named in ``verified``, just checked, are not read again). With
+    ``verbose`` every check and every problem is printed (an MD5 check of a multi-GB file takes a while).
     """
     model_dir = Path(checkpoint_dir) / folder
     checksums = expected_md5(folder)
     missing, mismatched = [], []
-    for name in dict.fromkeys([*REQUIRED_FILES[folder], *checksums]):
+    for name in checked_files(folder):
         path = model_dir / name
         if not path.is_file():
             missing.append(path)
             if verbose:
                 print(f"Checkpoint {path} does not exist.")
             continue
-        if name not in checksums:
+        if name not in checksums or name in verified:
             continue
         if verbose:
             print(f"Verifying checkpoint {path}...", flush=True)
@@ -147,34 +158,74 @@ def repository_id(folder: str, hf_org: str | None = None) -> str:
 def download_model(checkpoint_dir: str | Path, folder: str, hf_org: str | None = None, force: bool = False) -> None:
     """Make ``<checkpoint_dir>/<folder>`` complete, downloading from Hugging Face only when it is not.
 
-    A file whose MD5 differs from the published one is deleted first so that it is fetched again; ``force``
-    re-downloads every file. The result is verified afterwards. Every failure (hub unreachable, gated repository,
-    missing or invalid token, checksum mismatch after the download) is raised as a one-line ``UserError``.
+    What the folder lacks or holds with an MD5 that differs from the published one (with ``force``: every file) is
+    downloaded into its ``STAGING_FOLDER`` and moved into place only once every downloaded file with a published MD5
+    matches it. Nothing is deleted beforehand: a failed download (offline, hub unreachable, gated repository,
+    missing or invalid token, a checksum mismatch) leaves every file of the folder as it was, and the staging folder
+    keeps a partial download for the next attempt. Every failure is raised as a one-line ``UserError``.
     """
     model_dir = Path(checkpoint_dir) / folder
+    verified: list[str] = []  # files that are there and need no download
     if not force:
         missing, mismatched = check_model(checkpoint_dir, folder, verbose=True)
         if not missing and not mismatched:
             print(f"Model checkpoints for {folder} exist with matched MD5 checksums.")
             return
         for path in mismatched:
-            print(f"Deleting {path} to download it again.")
-            path.unlink()
+            print(f"Keeping {path} until a new copy is downloaded and verified.")
+        problems = {*missing, *mismatched}
+        verified = [name for name in checked_files(folder) if model_dir / name not in problems]
     repo_id = repository_id(folder, hf_org)
-    print(f"Downloading {repo_id} to {model_dir}...", flush=True)
-    _snapshot_download(repo_id, model_dir, ALLOW_PATTERNS[folder], force)
-    missing, mismatched = check_model(checkpoint_dir, folder, verbose=True)
+    staging = model_dir / STAGING_FOLDER
+    print(f"Downloading {repo_id} to {staging}...", flush=True)
+    _snapshot_download(repo_id, staging, ALLOW_PATTERNS[folder], force, verified)
+    fetched = _install(staging, model_dir, expected_md5(folder), repo_id)
+    missing, mismatched = check_model(checkpoint_dir, folder, verified=[*verified, *fetched])
     if missing:
         raise UserError(f"Download of {repo_id} finished without {missing[0]}, a file the renderer needs.")
     if mismatched:
         raise UserError(
-            f"MD5 checksum of {mismatched[0]} does not match the published one after downloading {repo_id}; "
-            f"run the command again to fetch it anew (if this persists, the file changed upstream)."
+            f"Download of {repo_id} finished without {mismatched[0].name}, and {mismatched[0]} does not match the "
+            "published MD5 checksum: the file may have moved or changed upstream (check --hf_org)."
         )
     print(f"Model checkpoints for {folder} downloaded and verified.")
 
 
-def _snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str], force: bool) -> None:
+def _install(staging: Path, model_dir: Path, checksums: dict[str, str], repo_id: str) -> set[str]:
+    """Move the files downloaded into ``staging`` to the same places in ``model_dir`` once those with a published
+    MD5 all match it (else ``staging`` is removed and ``UserError`` says which did not: nothing is moved); returns
+    their names relative to ``model_dir``. ``staging`` is removed afterwards."""
+    downloaded = {
+        path.relative_to(staging).as_posix(): path
+        for path in sorted(staging.rglob("*"))
+        if path.is_file() and ".cache" not in path.relative_to(staging).parts
+    }
+    for name, path in downloaded.items():
+        if name in checksums:
+            print(f"Verifying downloaded {name}...", flush=True)
+            if file_md5(path) != checksums[name]:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise UserError(
+                    f"MD5 checksum of {name} downloaded from {repo_id} does not match the published one; "
+                    f"{model_dir / name} was left as it was. Run the command again to fetch it anew (if this "
+                    "persists, the file changed upstream)."
+                )
+    try:
+        for name, path in downloaded.items():
+            (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, model_dir / name)
+    except OSError as err:
+        raise UserError(
+            f"Cannot move the files downloaded from {repo_id} from {staging} into {model_dir}: "
+            f"{err.strerror or err}; check the folder's permissions, then run the command again."
+        ) from err
+    shutil.rmtree(staging, ignore_errors=True)
+    return set(downloaded)
+
+
+def _snapshot_download(
+    repo_id: str, local_dir: Path, allow_patterns: list[str], force: bool, ignore_patterns: list[str]
+) -> None:
     """``huggingface_hub.snapshot_download`` with its failures turned into one-line ``UserError``s."""
     import huggingface_hub
     from huggingface_hub import constants
@@ -191,7 +242,11 @@ def _snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str],
     url = f"https://huggingface.co/{repo_id}"
     try:
         huggingface_hub.snapshot_download(
-            repo_id, local_dir=str(local_dir), allow_patterns=allow_patterns, force_download=force
+            repo_id,
+            local_dir=str(local_dir),
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            force_download=force,
         )
     except HFValidationError as err:  # names are checked before (check_hf_org); the hub's own rule is the last word
         raise UserError(f"{repo_id}: not a valid Hugging Face repository id ({_first_line(err)}).") from err

@@ -3,6 +3,11 @@
 Same architecture and code paths as the 7B renderers, with small widths (the DiT's widths go into each model's
 ``config.json``, the tokenizer's are read off its weights). The outputs are noise-like: this checks an installation
 and the file plumbing, not image quality.
+
+Real checkpoints are never overwritten by accident: the files are written under a hidden temporary folder and moved
+into place, and ``MANIFEST`` records the size and MD5 of each; a folder in which any file to be written already
+exists without matching its record (real weights, or anything else not written here) is refused unless
+``overwrite``.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,12 +30,18 @@ from cosmos_predict1.diffusion.networks import (
 )
 from cosmos_predict1.diffusion.tokenizer import export_jit_pair
 from cosmos_predict1.errors import UserError
-from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER, file_md5
 
 TINY_NET = {"model_channels": 64, "num_blocks": 2, "num_heads": 2, "adaln_lora_dim": 16, "crossattn_emb_channels": 32}
 TINY_TOKENIZER_CHANNELS = 8
 LATENT_CHANNELS = 16
 STATISTICS_FRAMES = 16  # latent frames covered by mean_std.pt, as in the released file
+TINY_FILES = {  # every file written, per model folder
+    INVERSE_MODEL: ("model.pt", "config.json"),
+    FORWARD_MODEL: ("model.pt", "config.json"),
+    TOKENIZER: ("encoder.jit", "decoder.jit", "mean_std.pt", "image_mean_std.pt"),
+}
+MANIFEST = "tiny_checkpoints.json"  # in the checkpoint folder: '<folder>/<file>' -> {"size": bytes, "md5": hex}
 
 
 def _random_network(base: DiTConfig, generator: torch.Generator) -> DiffusionRendererDiT:
@@ -76,24 +88,73 @@ def _save(value: object, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def write_tiny_checkpoints(checkpoint_dir: Path, seed: int = 0) -> None:
-    """Both renderers and the tokenizer under ``checkpoint_dir`` in the released layout.
+def write_tiny_checkpoints(checkpoint_dir: Path, seed: int = 0, overwrite: bool = False) -> None:
+    """Both renderers and the tokenizer under ``checkpoint_dir`` in the released layout, and ``MANIFEST``.
 
     ``UserError`` (before anything is written) when ``checkpoint_dir`` is, or lies under, a file or cannot be
-    written, and when a write fails (full disk, permissions).
+    written, or (unless ``overwrite``) holds a file to be written that is not the one recorded in its ``MANIFEST``;
+    and when a write fails (full disk, permissions), in which case no file of ``checkpoint_dir`` has changed.
     """
     checkpoint_dir = Path(checkpoint_dir)
     check_writable_folder(checkpoint_dir)
+    if not overwrite:
+        check_nothing_foreign(checkpoint_dir)
     generator = torch.Generator().manual_seed(seed)
+    staging = checkpoint_dir / f".tiny-{os.getpid()}"
     try:
-        write_dit(checkpoint_dir / INVERSE_MODEL, INVERSE_7B, generator)
-        write_dit(checkpoint_dir / FORWARD_MODEL, FORWARD_7B, generator)
-        write_tokenizer(checkpoint_dir / TOKENIZER, generator)
+        write_dit(staging / INVERSE_MODEL, INVERSE_7B, generator)
+        write_dit(staging / FORWARD_MODEL, FORWARD_7B, generator)
+        write_tokenizer(staging / TOKENIZER, generator)
+        records = {relative: _record(staging / relative) for relative in _tiny_paths()}
+        for relative in records:
+            (checkpoint_dir / relative).parent.mkdir(exist_ok=True)
+            os.replace(staging / relative, checkpoint_dir / relative)
+        (checkpoint_dir / MANIFEST).write_text(json.dumps(records, indent=2) + "\n")
     except OSError as err:
         raise UserError(
             f"Cannot write tiny checkpoints to {err.filename or checkpoint_dir}: {err.strerror or err}; check free "
             "space and permissions, or choose another --checkpoint_dir."
         ) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_nothing_foreign(checkpoint_dir: Path) -> None:
+    """``UserError`` naming the files to be written that exist in ``checkpoint_dir`` but are not the ones its
+    ``MANIFEST`` records (same size and MD5): real checkpoints, or anything else not written here."""
+    try:
+        records = json.loads((checkpoint_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        records = {}
+    if not isinstance(records, dict):
+        records = {}
+    foreign = [
+        checkpoint_dir / relative
+        for relative in _tiny_paths()
+        if (checkpoint_dir / relative).exists() and not _matches(checkpoint_dir / relative, records.get(relative))
+    ]
+    if foreign:
+        raise UserError(
+            f"--checkpoint_dir {checkpoint_dir} holds files that make_tiny_checkpoints.py did not write and would "
+            f"overwrite ({', '.join(map(str, foreign))}); choose another folder, or pass --overwrite to replace them."
+        )
+
+
+def _tiny_paths() -> list[str]:
+    """``<folder>/<file>`` of every file written."""
+    return [f"{folder}/{name}" for folder, names in TINY_FILES.items() for name in names]
+
+
+def _record(path: Path) -> dict[str, object]:
+    """A file's size and MD5, as ``MANIFEST`` holds them."""
+    return {"size": path.stat().st_size, "md5": file_md5(path)}
+
+
+def _matches(path: Path, record: object) -> bool:
+    """Whether ``path`` is the file of ``record``: the size first, so that real (large) weights are never read."""
+    if not isinstance(record, dict) or not path.is_file():
+        return False
+    return record.get("size") == path.stat().st_size and record.get("md5") == file_md5(path)
 
 
 def check_writable_folder(folder: Path) -> None:

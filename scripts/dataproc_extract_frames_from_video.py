@@ -11,27 +11,35 @@ Differences from the original script:
   * --frame_rate resamples: output frame k is the source frame whose timestamp is nearest to k / frame_rate (ties go
     to the later frame; a constant source frame rate is assumed), so 30 fps -> 24 fps keeps 4 frames of every 5.
     The original kept every n-th frame with n = max(1, int(int(source fps) / frame_rate)), so 30 -> 24 fps kept
-    every frame; --frame_selection original does exactly that. Without --frame_rate every frame is kept. A rate
-    outside 0.001-1000 fps is an error, and so is a --resize side outside 1-8192 pixels;
+    every frame; --frame_selection original does exactly that. Without --frame_rate every frame is kept. No source
+    frame is ever repeated: a rate above the video's keeps every frame once (a note says so), so a video never gives
+    more frames than it has. A rate below 0.001 fps is an error, and so is a --resize side outside 1-8192 pixels;
   * --resize_mode crop scales to cover WIDTHxHEIGHT keeping the aspect ratio, then cuts the centre; the default,
     stretch, resizes to exactly WIDTHxHEIGHT like the original;
   * .mp4 .mov .avi .mkv .webm files (any letter case) are found, in sorted order; other entries with these endings
     (a named pipe, a socket, a device) are skipped with a warning, never read;
-  * frame_*.jpg left in an output folder by an earlier run are removed first; every frame is written under a
-    temporary name and renamed, so no half-written JPEG is ever visible;
-  * a video that cannot be read is reported in one line and skipped, no folder is left for it, and the script ends
-    with exit code 2 after the other videos are done; an output folder that cannot be written ends the script at
-    once with one line and exit code 2, Ctrl-C with exit code 130, an internal error with one line and exit code 1
-    (--debug shows the traceback).
+  * a video's frames are written to a hidden folder .<name>.tmp-<pid> next to its output folder and replace the
+    frame_*.jpg of an earlier run (other files there stay) only once the whole video has been read without error;
+  * a video that cannot be read completely (corrupt, truncated: ffmpeg reports an error while reading it through)
+    is reported in one line and skipped, its output folder (frames of an earlier run included) is left as it was,
+    and the script ends with exit code 2 after the other videos are done; an output folder that cannot be written
+    ends the script at once with one line and exit code 2, Ctrl-C with exit code 130, an internal error with one
+    line and exit code 1 (--debug shows the traceback);
+  * videos whose names differ only in the ending (clip.mp4 and clip.MOV) would share an output folder: each of them
+    gets <stem>~<8 hex digits of the SHA-256 of its file name> instead (the same on every run) and a warning line
+    says so; other videos keep <stem>.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.util
 import math
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -45,12 +53,13 @@ if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python script
 
 from cosmos_predict1.arguments import Parser
 from cosmos_predict1.boundary import guard
+from cosmos_predict1.diffusion.layout import unique_names
 from cosmos_predict1.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 FRAME_SELECTIONS = ("timestamp", "original")
 JPEG_QUALITY = 95
-FRAME_RATE_RANGE = (0.001, 1000.0)  # frames per second: beyond 1000 a video would only repeat frames
+MIN_FRAME_RATE = 0.001  # frames per second; there is no upper limit, as no source frame is ever repeated
 MAX_SIDE = 8192  # pixels per side of --resize
 
 
@@ -67,14 +76,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def frame_rate(text: str) -> float:
-    """A frame rate: a number from 0.001 to 1000 (frames per second)."""
-    low, high = FRAME_RATE_RANGE
+    """A frame rate: a finite number of at least 0.001 (frames per second)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not low <= value <= high:  # also refuses NaN and infinities
-        raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g} (frames per second)")
+    if not MIN_FRAME_RATE <= value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least {MIN_FRAME_RATE:g} (frames per second)")
     return value
 
 
@@ -93,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_folder", required=True, metavar="DIR", help="Root of the per-video frame folders.")
     parser.add_argument(
-        "--frame_rate", type=frame_rate, default=None, metavar="FPS", help="Output frames per second (0.001 to 1000)."
+        "--frame_rate",
+        type=frame_rate,
+        default=None,
+        metavar="FPS",
+        help="Output frames per second (at least 0.001; above the video's rate every frame is kept once).",
     )
     parser.add_argument(
         "--resize", type=parse_size, default=None, metavar="WxH", help="Output size WIDTHxHEIGHT, e.g. 1280x704."
@@ -143,11 +155,13 @@ def find_videos(folder: Path) -> list[Path]:
 
 
 def source_indices(source_fps: float, frame_rate: float | None, selection: str = "timestamp") -> Iterator[int]:
-    """For output frames k = 0, 1, ...: the index of the source frame they show.
+    """For output frames k = 0, 1, ...: the index of the source frame they show, strictly increasing (no source
+    frame twice, so a video never gives more frames than it has).
 
-    ``timestamp``: the source frame nearest in time to k / frame_rate. ``original``: k·n with
-    n = max(1, int(int(source_fps) / frame_rate)), the original script's decimation. Without ``frame_rate`` every
-    source frame in order. The sequence is endless; the caller stops at the end of the video.
+    ``timestamp``: the source frame nearest in time to k / frame_rate, every frame when ``frame_rate`` is at least
+    ``source_fps``. ``original``: k·n with n = max(1, int(int(source_fps) / frame_rate)), the original script's
+    decimation. Without ``frame_rate`` every source frame in order. The sequence is endless; the caller stops at the
+    end of the video.
     """
     interval = 1 if frame_rate is None else max(1, int(int(source_fps) / frame_rate))
     k = 0
@@ -155,8 +169,20 @@ def source_indices(source_fps: float, frame_rate: float | None, selection: str =
         if frame_rate is None or selection == "original":
             yield k * interval
         else:  # 1e-9 keeps exact ties (2.5 source frames) from landing on either side by rounding error
-            yield math.floor(k * source_fps / frame_rate + 0.5 + 1e-9)
+            yield math.floor(k * max(1.0, source_fps / frame_rate) + 0.5 + 1e-9)
         k += 1
+
+
+def check_readable(video: Path) -> None:
+    """``VideoReadError`` with ffmpeg's last error line unless ffmpeg reads every packet of the first video stream
+    of ``video`` without an error (a truncated or damaged file; the packets are read, not decoded: quick)."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(video)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    errors = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    if errors or result.returncode != 0:
+        last = errors[-1] if errors else f"ffmpeg exited with code {result.returncode}"
+        raise VideoReadError(last.split("] ", 1)[1] if last.startswith("[") and "] " in last else last)
 
 
 def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None]]:
@@ -226,17 +252,11 @@ def _resize_frame(frame: np.ndarray, size: tuple[int, int], mode: str) -> np.nda
 
 
 def write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    """Write ``rgb`` as a quality-95 JPEG under a temporary name, then rename it into place."""
+    """Write ``rgb`` as a quality-95 JPEG (into the temporary folder: it becomes visible with the whole folder)."""
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OSError(f"JPEG encoding failed for {path}")
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_bytes(data.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    path.write_bytes(data.tobytes())
 
 
 def extract_frames(
@@ -250,33 +270,53 @@ def extract_frames(
 ) -> int:
     """Write the frames of ``video`` to ``output_dir``/frame_<nnnnn>.jpg and return how many were written.
 
-    Frames of an earlier run are removed first. On a ``VideoReadError`` (or a ``UserError``: a frame that cannot be
-    resized) the frames of this run are removed again, and so is ``output_dir`` when it is left empty.
+    The frames go to the hidden folder ``.<name>.tmp-<pid>`` beside ``output_dir`` first (such folders of earlier,
+    killed runs are removed) and replace the frames of an earlier run only once the whole video has been read. On
+    any failure (``VideoReadError``, a ``UserError`` for a frame that cannot be resized, an ``OSError``, Ctrl-C) the
+    temporary folder is removed and ``output_dir`` is left as it was.
     """
+    check_readable(video)
     source_fps, frames = decoded_frames(video)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*output_dir.glob("frame_*.jpg"), *output_dir.glob(".frame_*.jpg.tmp")]:  # earlier or killed runs
-        stale.unlink()
+    if frame_rate is not None and frame_rate > source_fps:
+        print(
+            f"Note: {video} has {source_fps:g} fps, fewer than --frame_rate {frame_rate:g}: every frame is kept once."
+        )
+    for stale in output_dir.parent.glob(f".{glob.escape(output_dir.name)}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
     saved = 0
     try:
+        staging.mkdir(parents=True)
         for frame in resample(frames, source_fps, frame_rate, selection):
             if max_frames is not None and saved >= max_frames:
                 break
             if size is not None:
                 frame = resize_frame(frame, size, resize_mode)
-            write_jpeg(output_dir / f"frame_{saved:05d}.jpg", frame)
+            write_jpeg(staging / f"frame_{saved:05d}.jpg", frame)
             saved += 1
         if saved == 0:
             raise VideoReadError("no frame could be decoded")
-    except (VideoReadError, UserError):
-        for written in output_dir.glob("frame_*.jpg"):
-            written.unlink()
-        if not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        raise
+        swap_in(staging, output_dir)
     finally:
         frames.close()
+        shutil.rmtree(staging, ignore_errors=True)
     return saved
+
+
+def swap_in(staging: Path, output_dir: Path) -> None:
+    """Make the frame_*.jpg in ``staging`` those of ``output_dir``: a new ``output_dir`` is ``staging`` renamed; in
+    an existing one each new frame replaces its namesake, then the earlier run's frames beyond them are removed
+    (other files stay)."""
+    if not output_dir.exists():
+        staging.rename(output_dir)
+        return
+    new = sorted(staging.glob("frame_*.jpg"))
+    for path in new:
+        os.replace(path, output_dir / path.name)
+    names = {path.name for path in new}
+    for old in output_dir.glob("frame_*.jpg"):
+        if old.name not in names:
+            old.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,9 +340,14 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         print(f"No video files ({' '.join(VIDEO_EXTENSIONS)}) found in {input_folder}")
         return 0
+    names = unique_names(
+        {video.name: video.stem for video in videos},
+        "videos",
+        lambda line: print(f"Warning: {line}", file=sys.stderr),
+    )
     failed = 0
     for video in videos:
-        output_dir = Path(args.output_folder) / video.stem
+        output_dir = Path(args.output_folder) / names[video.name]
         try:
             saved = extract_frames(
                 video, output_dir, args.frame_rate, args.resize, args.resize_mode, args.max_frames, args.frame_selection

@@ -13,10 +13,12 @@ files API, which lists each file's URL and MD5.
 A model whose files are all present with the published MD5 sums is skipped. Log in first (`hf auth login` or
 `huggingface-cli login`) with a token that has read access, after accepting the models' terms on their pages.
 
-Differences from the original script: MD5 sums are computed in chunks, files are verified again after the
-download, only the files the renderer reads are fetched from the tokenizer repository, --model, --hf_org,
---force and --verify_only exist, and failures end with one line and exit code 2 instead of a traceback (an internal
-error: exit code 1 and a hint to rerun with --debug).
+Differences from the original script: MD5 sums are computed in chunks; a file with a wrong MD5 is not deleted
+first: the missing and mismatching files are downloaded into the model folder's hidden .download/ and moved into
+place only once they verify, so an offline or failed download leaves every existing file as it was (and the next
+run resumes the partial download); only the files the renderer reads are fetched from the tokenizer repository;
+--model, --hf_org, --force and --verify_only exist; and failures end with one line and exit code 2 instead of a
+traceback (an internal error: exit code 1 and a hint to rerun with --debug).
 """
 
 from __future__ import annotations

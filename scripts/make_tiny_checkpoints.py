@@ -27,18 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(__doc__)
     parser.add_argument("--checkpoint_dir", type=Path, required=True, help="Folder to write the checkpoints into.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights, 0 to 2**63 - 1.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace files in --checkpoint_dir that this script did not write (by default such a folder, e.g. one "
+        "with the real weights, is refused).",
+    )
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """0 when written; 2 with one line for a folder that is a file, not writable or full; 1 for an internal error."""
+    """0 when written; 2 with one line for a folder that is a file, not writable, full or holds files this script did
+    not write (without --overwrite); 1 for an internal error."""
     args = build_parser().parse_args(argv)
 
     def run() -> int:
         if not 0 <= args.seed < 2**63:
             raise UserError(f"--seed {args.seed}: must be from 0 to 2**63 - 1.")
-        write_tiny_checkpoints(args.checkpoint_dir, args.seed)
+        write_tiny_checkpoints(args.checkpoint_dir, args.seed, args.overwrite)
         print(f"Wrote tiny checkpoints to {args.checkpoint_dir}")
         return 0
 

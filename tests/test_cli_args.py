@@ -57,7 +57,7 @@ ERRORS = [  # script, arguments, the error line between "error: " and "; see --h
     (
         "extract",
         [*VIDEOS, "--frame_rate", "fast"],
-        "--frame_rate fast: must be a number from 0.001 to 1000 (frames per second)",
+        "--frame_rate fast: must be a finite number of at least 0.001 (frames per second)",
     ),
     ("extract", [*VIDEOS, "--max_frames", "0"], "--max_frames 0: must be an integer >= 1"),
     ("extract", [], "the following arguments are required: --input_folder, --output_folder"),

@@ -19,6 +19,7 @@ import pytest
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from cosmos_predict1 import release as checkpoints
+from cosmos_predict1 import tiny_checkpoints as tiny_module
 from cosmos_predict1.diffusion.assets import ENV_LIGHT_PATH_LIST, FALLBACK_HDRI_LIST
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
@@ -121,9 +122,85 @@ def test_original_frame_selection_keeps_every_nth_frame(
     assert source_frames(tmp_path / "clip") == list(range(0, 60, step))  # 30 fps: n = max(1, int(30 / rate))
 
 
-def test_source_indices_upsampling_repeats_frames() -> None:
-    assert list(itertools.islice(extract.source_indices(24, 48), 6)) == [0, 1, 1, 2, 2, 3]
+def test_source_indices_never_repeat_a_frame() -> None:
+    for selection in extract.FRAME_SELECTIONS:
+        assert list(itertools.islice(extract.source_indices(24, 48, selection), 6)) == [0, 1, 2, 3, 4, 5]
     assert list(itertools.islice(extract.source_indices(30, None), 4)) == [0, 1, 2, 3]
+
+
+def test_a_frame_rate_above_the_source_keeps_every_frame_once(grey_video: Path, tmp_path: Path, capsys) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path), "--frame_rate", "1e9"]
+    assert extract.main(args) == 0
+    assert source_frames(tmp_path / "clip") == list(range(60))
+    out = capsys.readouterr().out
+    assert (
+        f"Note: {grey_video / 'clip.MP4'} has 30 fps, fewer than --frame_rate 1e+09: every frame is kept once." in out
+    )
+
+
+def test_videos_that_differ_only_in_the_ending_get_a_folder_each(grey_video: Path, tmp_path: Path, capsys) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    write_video(videos / "clip.MOV", [np.full((48, 64, 3), 10 + LEVEL_STEP * i, np.uint8) for i in (7, 8, 9)], 30)
+    (videos / "other.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    args = ["--input_folder", str(videos), "--output_folder", str(tmp_path / "out")]
+    assert extract.main(args) == 0
+    mov, mp4 = (f"clip~{hashlib.sha256(name.encode()).hexdigest()[:8]}" for name in ("clip.MOV", "clip.mp4"))
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted([mov, mp4, "other"])
+    assert source_frames(tmp_path / "out" / mov) == [7, 8, 9] and source_frames(tmp_path / "out" / mp4) == list(
+        range(60)
+    )
+    assert capsys.readouterr().err.strip() == (
+        f"Warning: The videos clip.MOV and clip.mp4 would share the output name clip; they are written as {mov} and "
+        f"{mp4} instead."
+    )
+    assert extract.main(args) == 0 and sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
+        [mov, mp4, "other"]
+    )  # the same folders again
+
+
+def test_a_truncated_video_keeps_the_frames_of_an_earlier_run(grey_video: Path, tmp_path: Path, capsys) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    videos.mkdir()
+    write_video(videos / "clip.mkv", [np.full((48, 64, 3), 10 + LEVEL_STEP * i, np.uint8) for i in range(40)], 30)
+    (videos / "other.mp4").write_bytes((grey_video / "clip.MP4").read_bytes())
+    args = ["--input_folder", str(videos), "--output_folder", str(out)]
+    assert extract.main(args) == 0
+    earlier = {path.name: path.read_bytes() for path in (out / "clip").iterdir()}
+    assert len(earlier) == 40
+    data = (videos / "clip.mkv").read_bytes()
+    (videos / "clip.mkv").write_bytes(data[: len(data) * 6 // 10])  # ffmpeg still decodes its first frames
+    (out / "other" / "frame_00000.jpg").unlink()
+    capsys.readouterr()
+    assert extract.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"Error: could not read video {videos / 'clip.mkv'}: File ended prematurely; it is corrupt, truncated or not "
+        "a video: replace or re-encode it."
+    )
+    assert {path.name: path.read_bytes() for path in (out / "clip").iterdir()} == earlier
+    assert len(list((out / "other").glob("frame_*.jpg"))) == 60  # the other video is still done
+    assert sorted(path.name for path in out.iterdir()) == ["clip", "other"]  # no temporary folder left
+
+
+def test_a_video_that_fails_half_way_leaves_the_earlier_frames(
+    grey_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--input_folder", str(grey_video), "--output_folder", str(tmp_path)]
+    assert extract.main([*args, "--max_frames=10"]) == 0
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "clip").iterdir()}
+    original = extract.write_jpeg
+
+    def failing_at_the_20th(path: Path, rgb: np.ndarray) -> None:
+        if path.name == "frame_00020.jpg":
+            raise extract.VideoReadError("Invalid data found when processing input")
+        original(path, rgb)
+
+    monkeypatch.setattr(extract, "write_jpeg", failing_at_the_20th)
+    assert extract.main(args) == 2
+    assert {path.name: path.read_bytes() for path in (tmp_path / "clip").iterdir()} == earlier
+    assert [path.name for path in tmp_path.iterdir()] == ["clip"]
 
 
 def test_max_frames_and_stale_frames(grey_video: Path, tmp_path: Path) -> None:
@@ -189,11 +266,10 @@ def test_unreadable_video_is_reported_and_skipped(grey_video: Path, tmp_path: Pa
         pytest.param("--resize=100000x100000", "each side from 1 to 8192", id="resize-100000x100000"),
         pytest.param("--resize=8193x10", "each side from 1 to 8192", id="resize-8193"),
         pytest.param("--resize=99999999999999999999x1", "each side from 1 to 8192", id="resize-huge-digits"),
-        pytest.param("--frame_rate=1e9", "from 0.001 to 1000", id="frame_rate-1e9"),
-        pytest.param("--frame_rate=nan", "from 0.001 to 1000", id="frame_rate-nan"),
-        pytest.param("--frame_rate=inf", "from 0.001 to 1000", id="frame_rate-inf"),
-        pytest.param("--frame_rate=1e-300", "from 0.001 to 1000", id="frame_rate-tiny"),
-        pytest.param("--frame_rate=fast", "from 0.001 to 1000", id="frame_rate-text"),
+        pytest.param("--frame_rate=nan", "finite number of at least 0.001", id="frame_rate-nan"),
+        pytest.param("--frame_rate=inf", "finite number of at least 0.001", id="frame_rate-inf"),
+        pytest.param("--frame_rate=1e-300", "finite number of at least 0.001", id="frame_rate-tiny"),
+        pytest.param("--frame_rate=fast", "finite number of at least 0.001", id="frame_rate-text"),
     ],
 )
 def test_extractor_ranges_are_one_line_at_once(grey_video: Path, tmp_path: Path, bad: str, allowed: str) -> None:
@@ -271,10 +347,10 @@ download = load_script("download_diffusion_renderer_checkpoints")
 
 
 @pytest.fixture
-def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[str]]]:
+def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[str], list[str]]]:
     """Published MD5 sums of CONTENT instead of the real ones; the hub replaced by a recorder that writes CONTENT.
 
-    Returns the list of (repo_id, local_dir, allow_patterns) of every download.
+    Returns the list of (repo_id, local_dir, allow_patterns, ignore_patterns) of every download.
     """
     md5 = {
         f"{folder}/{name}": hashlib.md5(CONTENT[folder][name]).hexdigest()
@@ -286,7 +362,7 @@ def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[s
         ]
     }
     monkeypatch.setattr(checkpoints, "MD5", md5)
-    calls: list[tuple[str, str, list[str]]] = []
+    calls: list[tuple[str, str, list[str], list[str]]] = []
 
     def fetch_hdris(folder: str, api: str, force: bool) -> None:  # tests/test_hdris.py covers the real fetch
         for relative in ENV_LIGHT_PATH_LIST:
@@ -295,12 +371,12 @@ def fake_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, list[s
 
     monkeypatch.setattr(download, "fetch_original_hdris", fetch_hdris)
 
-    def snapshot_download(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
-        calls.append((repo_id, local_dir, allow_patterns))
+    def snapshot_download(
+        repo_id: str, local_dir: str, allow_patterns: list[str], ignore_patterns: list[str], force_download: bool
+    ) -> str:
+        calls.append((repo_id, local_dir, allow_patterns, ignore_patterns))
         folder = repo_id.split("/")[1]
-        for name, data in CONTENT[folder].items():
-            if force_download or not (Path(local_dir) / name).exists():  # like the hub: existing files stay
-                write_files(Path(local_dir).parent, folder, {name: data})
+        write_files(Path(local_dir), "", {k: v for k, v in CONTENT[folder].items() if k not in ignore_patterns})
         return local_dir
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
@@ -348,7 +424,7 @@ def test_download_fetches_only_what_the_renderer_reads(tmp_path: Path, fake_rele
     assert (
         download.main(["--checkpoint_dir", str(tmp_path), "--hdri_dir", str(tmp_path / "h"), "--hf_org", "nvidia"]) == 0
     )
-    repos = {repo: patterns for repo, _, patterns in fake_release}
+    repos = {repo: patterns for repo, _, patterns, _ in fake_release}
     assert repos[f"nvidia/{INVERSE_MODEL}"] == checkpoints.ALLOW_PATTERNS[INVERSE_MODEL]
     assert "*.jit" in repos[f"nvidia/{FORWARD_MODEL}"]
     tokenizer_patterns = repos[f"nvidia/{TOKENIZER}"]
@@ -367,29 +443,71 @@ def test_mismatched_file_is_downloaded_again(tmp_path: Path, fake_release, capsy
     write_files(tmp_path, INVERSE_MODEL, {"model.pt": b"truncated"})
     assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "inverse"]) == 0
     assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() == CONTENT[INVERSE_MODEL]["model.pt"]
-    assert "MD5 checksum of checkpoint" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "MD5 checksum of checkpoint" in out and "Deleting" not in out
+    assert f"Keeping {tmp_path / INVERSE_MODEL / 'model.pt'} until a new copy is downloaded and verified." in out
+    assert sorted(path.name for path in (tmp_path / INVERSE_MODEL).iterdir()) == ["model.pt"]  # no staging folder
+
+
+def test_only_missing_and_mismatched_files_are_fetched(tmp_path: Path, fake_release) -> None:
+    write_files(tmp_path, TOKENIZER, {**CONTENT[TOKENIZER], "mean_std.pt": b"corrupt"})
+    (tmp_path / TOKENIZER / "decoder.jit").unlink()
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "tokenizer"]) == 0
+    ((_, local_dir, _, ignored),) = fake_release
+    assert Path(local_dir) == tmp_path / TOKENIZER / checkpoints.STAGING_FOLDER
+    assert sorted(ignored) == ["encoder.jit", "image_mean_std.pt"]
+    assert checkpoints.check_model(tmp_path, TOKENIZER) == ([], [])
+
+
+def test_offline_download_keeps_a_mismatching_file(tmp_path: Path) -> None:
+    """The real hub client, offline: the file whose MD5 does not match is still there, and the line says why."""
+    write_files(tmp_path, INVERSE_MODEL, {"model.pt": b"weights of my own"})
+    result = run_script(
+        "download_diffusion_renderer_checkpoints",
+        "--checkpoint_dir",
+        str(tmp_path),
+        "--model",
+        "inverse",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: Cannot download ") and "HF_HUB_OFFLINE is set" in line
+    assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() == b"weights of my own"
+    assert "Deleting" not in result.stdout and "Keeping" in result.stdout
+
+
+def test_a_download_that_does_not_verify_replaces_nothing(tmp_path: Path, fake_release, monkeypatch, capsys) -> None:
+    def wrong(
+        repo_id: str, local_dir: str, allow_patterns: list[str], ignore_patterns: list[str], force_download: bool
+    ) -> str:
+        write_files(Path(local_dir), "", {"model.pt": b"other weights", "config.json": b"{}"})
+        return local_dir
+
+    write_files(tmp_path, FORWARD_MODEL, {"model.pt": b"weights of my own"})
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", wrong)
+    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "forward"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"Error: MD5 checksum of model.pt downloaded from {checkpoints.REPOSITORIES[FORWARD_MODEL]} does not match "
+        f"the published one; {tmp_path / FORWARD_MODEL / 'model.pt'} was left as it was. Run the command again to "
+        "fetch it anew (if this persists, the file changed upstream)."
+    )
+    assert [path.name for path in (tmp_path / FORWARD_MODEL).iterdir()] == ["model.pt"]  # no config.json either
+    assert (tmp_path / FORWARD_MODEL / "model.pt").read_bytes() == b"weights of my own"
 
 
 def test_partial_download_fails_clearly(tmp_path: Path, fake_release, monkeypatch, capsys) -> None:
-    def partial(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
-        write_files(tmp_path, TOKENIZER, {"encoder.jit": b"encoder"})
+    def partial(
+        repo_id: str, local_dir: str, allow_patterns: list[str], ignore_patterns: list[str], force_download: bool
+    ) -> str:
+        write_files(Path(local_dir), "", {"encoder.jit": b"encoder"})
         return local_dir
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", partial)
     assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "tokenizer"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: Download of nvidia/") and "decoder.jit" in err and "\n" not in err
-
-
-def test_md5_mismatch_after_download_fails_clearly(tmp_path: Path, fake_release, monkeypatch, capsys) -> None:
-    def wrong(repo_id: str, local_dir: str, allow_patterns: list[str], force_download: bool) -> str:
-        write_files(tmp_path, FORWARD_MODEL, {"model.pt": b"other weights"})
-        return local_dir
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", wrong)
-    assert download.main(["--checkpoint_dir", str(tmp_path), "--model", "forward"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("Error: MD5 checksum of") and "\n" not in err
 
 
 class HubResponse:
@@ -552,6 +670,58 @@ def test_tiny_checkpoints_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: Cannot write tiny checkpoints to {tmp_path / 'c'}: File too large;")
+
+
+def test_tiny_checkpoints_refuse_a_folder_with_real_weights(tmp_path: Path, capsys) -> None:
+    write_files(tmp_path, INVERSE_MODEL, {"model.pt": b"real weights", "README.md": b"release notes"})
+    assert tiny.main(["--checkpoint_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"Error: --checkpoint_dir {tmp_path} holds files that make_tiny_checkpoints.py did not write and would "
+        f"overwrite ({tmp_path / INVERSE_MODEL / 'model.pt'}); choose another folder, or pass --overwrite to replace "
+        "them."
+    )
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        f"{INVERSE_MODEL}/README.md",
+        f"{INVERSE_MODEL}/model.pt",
+    ]
+    assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() == b"real weights"
+    (tmp_path / tiny_module.MANIFEST).write_text('{"not": "a record"}')  # a manifest alone proves nothing
+    assert tiny.main(["--checkpoint_dir", str(tmp_path)]) == 2
+    assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() == b"real weights"
+
+
+def test_tiny_checkpoints_manifest_lists_every_file_written(tiny_checkpoints: Path) -> None:
+    written = sorted(p.relative_to(tiny_checkpoints).as_posix() for p in tiny_checkpoints.rglob("*") if p.is_file())
+    assert written == sorted([tiny_module.MANIFEST, *tiny_module._tiny_paths()])
+    tiny_module.check_nothing_foreign(tiny_checkpoints)  # what it wrote is recognised as its own
+
+
+def test_tiny_checkpoints_replace_their_own_files_and_with_overwrite_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The writers replaced by quick ones (the real ones take seconds): the folder logic around them."""
+
+    def quick_files(folder: Path, *args: object) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in tiny_module.TINY_FILES[folder.name]:
+            (folder / name).write_bytes(os.urandom(64))
+
+    monkeypatch.setattr(tiny_module, "write_dit", quick_files)
+    monkeypatch.setattr(tiny_module, "write_tokenizer", quick_files)
+    args = ["--checkpoint_dir", str(tmp_path)]
+    assert tiny.main(args) == 0
+    first = (tmp_path / INVERSE_MODEL / "model.pt").read_bytes()
+    assert tiny.main(args) == 0  # its own files: written again without --overwrite
+    assert (tmp_path / INVERSE_MODEL / "model.pt").read_bytes() != first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    (tmp_path / TOKENIZER / "mean_std.pt").write_bytes(b"changed since")
+    capsys.readouterr()
+    assert tiny.main(args) == 2 and "mean_std.pt); choose another folder" in capsys.readouterr().err
+    assert (tmp_path / TOKENIZER / "mean_std.pt").read_bytes() == b"changed since"
+    assert tiny.main([*args, "--overwrite"]) == 0
+    assert (tmp_path / TOKENIZER / "mean_std.pt").read_bytes() != b"changed since"
+    tiny_module.check_nothing_foreign(tmp_path)
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])

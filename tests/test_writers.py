@@ -112,11 +112,11 @@ def test_layout_names() -> None:
     assert layout.inverse_frame_path(root, "a/b", 1, 2, "depth", "jpg") == frames / "a/b/0001.0002.depth.jpg"
     assert layout.inverse_frame_path(root, "a", 0, 0, "depth", "exr") == frames / "a/0000.0000.depth.exr"
     assert layout.inverse_frame_path(root, "a", 0, 0, "basecolor", "exr") == frames / "a/0000.0000.basecolor.png"
-    assert layout.inverse_video_path(root, "a/b", "normal", 57) == root / "a__b.normal.mp4"
+    assert layout.inverse_video_path(root, layout.flat_clip_name("a/b"), "normal", 57) == root / "a__b.normal.mp4"
     assert layout.forward_frame_path(root, "video1/0000", 3, 5) == root / "relit_frames_0003/video1/0000.0005.jpg"
-    assert layout.forward_video_path(root, "video1/0000", 0, 57) == root / "video1__0000.relit_0000.mp4"
-    assert layout.forward_video_path(root, "image_1/0000", 2, 1) == root / "image_1__0000.relit_0002.jpg"
-    assert layout.contact_sheet_path(root, "a/b") == root / "contact_sheets/a__b.png"
+    assert layout.forward_video_path(root, "video1__0000", 0, 57) == root / "video1__0000.relit_0000.mp4"
+    assert layout.forward_video_path(root, "image_1__0000", 2, 1) == root / "image_1__0000.relit_0002.jpg"
+    assert layout.contact_sheet_path(root, "a__b") == root / "contact_sheets/a__b.png"
 
 
 # --- atomicity and errors --------------------------------------------------------------------------------------

@@ -10,7 +10,11 @@ Forward renderer:
 Both:
     contact_sheets/<clip'>.png                                  --contact_sheet
 
-``<clip'>`` is the clip name with every "/" replaced by "__"; elsewhere a "/" in a clip name nests folders.
+``<clip'>`` is the clip's output name: the clip name with every "/" replaced by "__"; elsewhere a "/" in a clip name
+nests folders. Where several clips would get one output name (``a/b`` and ``a__b``), each of them gets
+``<clip'>~<8 hex digits>`` instead, the digits from the SHA-256 of its clip name (``unique_names``): the same
+names on every run (resume finds them), one warning line per such group, nothing overwritten; clips without a
+collision keep the plain name. The frame extractor names its per-video folders by the same rule.
 
 Names too long for the filesystem are shortened, the same way every time (the writers and the resume check both
 get their names here): a folder name longer than the limit (255 bytes of UTF-8 on most filesystems; less where the
@@ -26,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from cosmos_predict1.errors import UserError
@@ -37,12 +42,52 @@ TEMPORARY_RESERVE = 16  # writers.temporary_path adds "." and ".tmp-<pid>" (a pi
 ENDING_RESERVE = 32  # the longest fixed file ending, e.g. ".specular_albedo.mp4" (20 bytes)
 RESERVED = TEMPORARY_RESERVE + ENDING_RESERVE
 HASH_DIGITS = 16
+DISAMBIGUATION_DIGITS = 8
 NAME_FIX = "shorten the input file or folder names, or choose a shorter --video_save_folder"
 
 
 def flat_clip_name(clip_name: str) -> str:
     """A clip name as one file-name component: every "/" becomes "__"."""
     return clip_name.replace("/", "__")
+
+
+def flat_output_names(clip_names: Iterable[str], report: Callable[[str], object]) -> dict[str, str]:
+    """Every clip name → its output name ``<clip'>``: ``flat_clip_name``, made unique by ``unique_names``."""
+    return unique_names({name: flat_clip_name(name) for name in clip_names}, "clips", report)
+
+
+def unique_names(wanted: Mapping[str, str], what: str, report: Callable[[str], object]) -> dict[str, str]:
+    """Each source → the output name it ``wanted``, or, where several sources want one name, each of them →
+    ``<name>~<first DISAMBIGUATION_DIGITS hex digits of the SHA-256 of the source>`` (the same on every run).
+
+    ``report`` gets one line per such group (``what`` says what the sources are, e.g. "clips"). ``UserError`` if
+    names still collide (a source already named like another's suffixed name).
+    """
+    groups: dict[str, list[str]] = {}
+    for source, name in wanted.items():
+        groups.setdefault(name, []).append(source)
+    names = dict(wanted)
+    for name, sources in groups.items():
+        if len(sources) > 1:
+            for source in sources:
+                digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()
+                names[source] = f"{name}~{digest[:DISAMBIGUATION_DIGITS]}"
+            report(
+                f"The {what} {_listing(sources)} would share the output name {name}; they are written as "
+                f"{_listing([names[source] for source in sources])} instead."
+            )
+    owners: dict[str, str] = {}
+    for source, name in names.items():
+        if owners.setdefault(name, source) != source:
+            raise UserError(
+                f"The {what} {owners[name]} and {source} would both be written as {name}; rename one of them."
+            )
+    return names
+
+
+def _listing(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def gbuffer_frame_suffix(output_format: str, pass_name: str) -> str:
@@ -64,16 +109,16 @@ def inverse_frame_path(
     return _output_path(root, ["gbuffer_frames", *clip_name.split("/")], "", name)
 
 
-def inverse_video_path(root: str | os.PathLike, clip_name: str, pass_name: str, num_frames: int) -> Path:
-    """``<root>/<clip'>.<pass>.mp4``, a ``.jpg`` for one frame."""
+def inverse_video_path(root: str | os.PathLike, output_name: str, pass_name: str, num_frames: int) -> Path:
+    """``<root>/<clip'>.<pass>.mp4``, a ``.jpg`` for one frame; ``output_name`` = ``<clip'>``."""
     ending = ".jpg" if num_frames == 1 else ".mp4"
-    return _output_path(root, [], flat_clip_name(clip_name), f".{pass_name}{ending}")
+    return _output_path(root, [], output_name, f".{pass_name}{ending}")
 
 
-def forward_video_path(root: str | os.PathLike, clip_name: str, light_index: int, num_frames: int) -> Path:
-    """``<root>/<clip'>.relit_<k:04d>.mp4``, a ``.jpg`` for one frame."""
+def forward_video_path(root: str | os.PathLike, output_name: str, light_index: int, num_frames: int) -> Path:
+    """``<root>/<clip'>.relit_<k:04d>.mp4``, a ``.jpg`` for one frame; ``output_name`` = ``<clip'>``."""
     ending = ".jpg" if num_frames == 1 else ".mp4"
-    return _output_path(root, [], flat_clip_name(clip_name), f".relit_{light_index:04d}{ending}")
+    return _output_path(root, [], output_name, f".relit_{light_index:04d}{ending}")
 
 
 def forward_frame_path(root: str | os.PathLike, clip_name: str, light_index: int, frame_index: int) -> Path:
@@ -88,9 +133,9 @@ def forward_linear_frame_path(root: str | os.PathLike, clip_name: str, light_ind
     return _output_path(root, [f"relit_linear_{light_index:04d}", *folders], last, f".{frame_index:04d}.exr")
 
 
-def contact_sheet_path(root: str | os.PathLike, clip_name: str) -> Path:
-    """``<root>/contact_sheets/<clip'>.png``."""
-    return _output_path(root, ["contact_sheets"], flat_clip_name(clip_name), ".png")
+def contact_sheet_path(root: str | os.PathLike, output_name: str) -> Path:
+    """``<root>/contact_sheets/<clip'>.png``; ``output_name`` = ``<clip'>``."""
+    return _output_path(root, ["contact_sheets"], output_name, ".png")
 
 
 def shortened(part: str, limit: int) -> str:

@@ -59,6 +59,9 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
             if options.output.stitch_chunks and len(members) > 1
         }
         self.stitched_clips = {clip.clip_name for members in self.stitched.values() for _, clip in members}
+        self.output_names = layout.flat_output_names(
+            [*(clip.clip_name for clip in self.clips), *self.stitched], log.warning
+        )
         self.pipeline: ForwardPipeline | None = None
 
     # ------------------------------------------------------------------------------------------------ outputs
@@ -74,7 +77,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         root, frames = self.output.folder, self.options.num_frames
         paths = []
         if clip.clip_name not in self.stitched_clips:
-            paths.append(layout.forward_video_path(root, clip.clip_name, light.index, frames))
+            paths.append(layout.forward_video_path(root, self.output_names[clip.clip_name], light.index, frames))
         if self.output.save_image:
             paths += self.frame_paths(clip.clip_name, light)
         if self.options.output_linear:
@@ -82,7 +85,9 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         return paths
 
     def item_files(self, clip: data.GBufferClip) -> list[Path]:
-        return [layout.contact_sheet_path(self.output.folder, clip.clip_name)] if self.output.contact_sheet else []
+        if not self.output.contact_sheet:
+            return []
+        return [layout.contact_sheet_path(self.output.folder, self.output_names[clip.clip_name])]
 
     def item_name(self, clip: data.GBufferClip) -> str:
         return clip.clip_name
@@ -157,7 +162,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
                 write_exr(layout.forward_linear_frame_path(root, clip.clip_name, light.index, index), frame)
                 written += 1
         if clip.clip_name not in self.stitched_clips:
-            path = layout.forward_video_path(root, clip.clip_name, light.index, len(frames))
+            path = layout.forward_video_path(root, self.output_names[clip.clip_name], light.index, len(frames))
             write_clip(path, frames, self.output.fps)
             log.info("Saved video to %s", path)
             written += 1
@@ -182,7 +187,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
             length = last_index * step + last.num_real_frames
             redo = self.output.overwrite or any(clip.clip_name in processed_names for _, clip in members)
             for light in self.options.lightings:
-                path = layout.forward_video_path(self.output.folder, parent, light.index, length)
+                path = layout.forward_video_path(self.output.folder, self.output_names[parent], light.index, length)
                 if redo or not path.is_file():
                     files = [self.frame_paths(clip.clip_name, light) for _, clip in members]
                     write_stitched_video(path, files, step, length, self.output.fps)

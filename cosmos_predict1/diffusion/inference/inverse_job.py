@@ -49,6 +49,7 @@ class InverseJob(Job[data.WorkItem, str]):
         self.stitched = {
             clip: items for clip, items in chunks.items() if options.output.stitch_chunks and len(items) > 1
         }
+        self.output_names = layout.flat_output_names(chunks, log.warning)
         self.pipeline: InversePipeline | None = None
 
     # ------------------------------------------------------------------------------------------------ outputs
@@ -64,7 +65,7 @@ class InverseJob(Job[data.WorkItem, str]):
         ]
 
     def video_path(self, clip_name: str, pass_name: str, num_frames: int) -> Path:
-        return layout.inverse_video_path(self.output.folder, clip_name, pass_name, num_frames)
+        return layout.inverse_video_path(self.output.folder, self.output_names[clip_name], pass_name, num_frames)
 
     def writes_clip_video(self, item: data.WorkItem) -> bool:
         return self.options.save_video and item.clip_name not in self.stitched
@@ -77,7 +78,7 @@ class InverseJob(Job[data.WorkItem, str]):
 
     def item_files(self, item: data.WorkItem) -> list[Path]:
         if self.output.contact_sheet and item.chunk_index == 0:
-            return [layout.contact_sheet_path(self.output.folder, item.clip_name)]
+            return [layout.contact_sheet_path(self.output.folder, self.output_names[item.clip_name])]
         return []
 
     def item_name(self, item: data.WorkItem) -> str:
