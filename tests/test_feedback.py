@@ -13,16 +13,18 @@ from types import SimpleNamespace
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from test_cli_inverse import SIZE, write_images
 from test_scripts import load_script
 
 from cosmos_predict1 import release
 from cosmos_predict1.diffusion import compilation, pipelines, progress, sequences
+from cosmos_predict1.diffusion.assembly import describe_loading
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.diffusion.inference.forward_job import ForwardJob
 from cosmos_predict1.diffusion.inference.inverse_job import InverseJob
-from cosmos_predict1.diffusion.options import GBUFFER_PASSES
+from cosmos_predict1.diffusion.options import GBUFFER_PASSES, ModelOptions
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
@@ -140,6 +142,19 @@ def test_forward_lines_name_the_lighting(
     assert f"Loading the DiT from {tiny_checkpoints / FORWARD_MODEL} and the tokenizer" in lines[1]
     assert lines[3].startswith("Lighting: 2 HDRIs (") and "encoded by the tokenizer" in lines[3]
     assert lines[4].startswith("Found 3 G-buffer images in ") and "(3 G-buffer images × 2 lightings)" in lines[4]
+
+
+def test_gpu_lines_name_the_gpu_and_the_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"GPU {index}")
+    options = ModelOptions(network_folder=INVERSE_MODEL, offload_network=True)
+    device, models, compiling = describe_loading(options, torch.device("cuda"))
+    assert device == "Device: cuda:1 (GPU 1), bfloat16 weights"
+    assert models == (
+        f"Loading the DiT from {options.network_dir} (kept in CPU memory between uses) and the tokenizer from "
+        f"{options.tokenizer_dir}"
+    )
+    assert "decided once the models are loaded" in compiling
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,11 @@ def check_model(options: ModelOptions, base: DiTConfig, clip_shape: Sequence[int
 
 def describe_loading(options: ModelOptions, device: torch.device) -> list[str]:
     """The lines printed before the models load: the device and dtype, the folders loaded, whether compiling."""
-    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    else:
+        name = str(device)
     kept = " (kept in CPU memory between uses)"
     network = f"{options.network_dir}{kept if options.offload_network else ''}"
     network += " with FP8 layers" if options.fp8 else ""
