@@ -62,23 +62,56 @@ ALLOW_PATTERNS: dict[str, list[str]] = {
 
 DOWNLOAD_SCRIPT = "scripts/download_diffusion_renderer_checkpoints.py"
 STAGING_FOLDER = ".download"  # in a model folder: where files land until they verify (the hub resumes from it)
+# The download script's --model choice that fetches each folder alone (its other choices: hdris, all).
+DOWNLOAD_CHOICES: dict[str, str] = {"inverse": INVERSE_MODEL, "forward": FORWARD_MODEL, "tokenizer": TOKENIZER}
 LOGIN_HINT = "log in with `hf auth login` (or `huggingface-cli login`) using a token with read access"
+# Whether the repositories are gated is not known here (a gated one is reported when downloading); the release's
+# instructions log in first.
+LOGIN_FIRST = "log in first with `hf auth login`, a token with read access, as the release's instructions ask"
 _MD5_CHUNK_BYTES = 16 * 1024 * 1024
 
 
-def download_command(checkpoint_dir: str = "checkpoints") -> str:
-    """The shell command that fetches every released file into ``checkpoint_dir``."""
-    return f"python {DOWNLOAD_SCRIPT} --checkpoint_dir {checkpoint_dir}"
+def download_command(checkpoint_dir: str = "checkpoints", model: str | None = None) -> str:
+    """The shell command that fetches every released file into ``checkpoint_dir``, or only the folder of ``model``
+    (a key of ``DOWNLOAD_CHOICES``)."""
+    return f"python {DOWNLOAD_SCRIPT} --checkpoint_dir {checkpoint_dir}" + (f" --model {model}" if model else "")
 
 
-def redownload_hint(checkpoint_dir: str | Path) -> str:
-    """How to get the released files into ``checkpoint_dir`` (again): "download the weights with: <command>"."""
-    return f"download the weights with: {download_command(str(checkpoint_dir))}"
+def released_folder(path: str | Path) -> tuple[Path, str | None]:
+    """(checkpoint folder, ``--model`` choice) for a released model folder ``<checkpoint_dir>/<folder>`` or a file
+    in one; for any other path (a fine-tune's, say) the folder above its model folder, and None (a name with a
+    suffix is taken for a file: ``<folder>/model.pt``)."""
+    path = Path(path)
+    choices = {folder: choice for choice, folder in DOWNLOAD_CHOICES.items()}
+    for folder in (path, path.parent):
+        if folder.name in choices:
+            return folder.parent, choices[folder.name]
+    return (path.parent.parent if path.suffix else path.parent), None
 
 
-def missing_file(path: str | Path, checkpoint_dir: str | Path) -> UserError:
-    """The one-line error for a released file or model folder under ``checkpoint_dir`` that is not there."""
-    return UserError(f"{path}: missing; {redownload_hint(checkpoint_dir)}")
+def _downloads(paths: list[Path]) -> str:
+    """What fetches ``paths``: the downloads of just the released models they belong to (all of them for a path
+    outside the released folders), and the login step."""
+    commands = dict.fromkeys(download_command(str(folder), model) for folder, model in map(released_folder, paths))
+    return f"download the weights with: {' && '.join(commands)} ({LOGIN_FIRST})"
+
+
+def redownload_hint(path: str | Path) -> str:
+    """How to get the released file or model folder ``path`` (again), for the end of a one-line error: the download
+    of its model only, and the login step."""
+    return _downloads([Path(path)])
+
+
+def missing_files(paths: list[Path]) -> UserError:
+    """The one-line error for released files or model folders that are not there: the first one named, and the
+    downloads of just the models they belong to."""
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return UserError(f"{paths[0]}{more}: missing; {_downloads(paths)}")
+
+
+def missing_file(path: str | Path) -> UserError:
+    """The one-line error for a released file or model folder that is not there (``missing_files``)."""
+    return missing_files([Path(path)])
 
 
 def file_md5(path: str | Path) -> str:

@@ -58,7 +58,7 @@ def refusal(path: Path, offending: Iterable[str]) -> UserError:
     names = ", ".join(sorted(set(offending)))
     return UserError(
         f"{path}: refused, loading it would call {names}, which is code, not the tensors and plain data a released "
-        f"file holds: if it came from the download, {redownload_hint(path.parent.parent)}; only if you trust this "
+        f"file holds: if it came from the download, {redownload_hint(path)}; only if you trust this "
         f"very file, rerun with {UNSAFE_OPTION} (that loads it fully, running any code it holds)."
     )
 

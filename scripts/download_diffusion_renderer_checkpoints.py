@@ -41,23 +41,13 @@ from cosmos_predict1.diffusion.assets import (
     fetch_original_hdris,
 )
 from cosmos_predict1.errors import UserError
-from cosmos_predict1.release import (
-    FORWARD_MODEL,
-    INVERSE_MODEL,
-    TOKENIZER,
-    check_hf_org,
-    check_model,
-    download_command,
-    download_model,
-)
+from cosmos_predict1.release import DOWNLOAD_CHOICES, check_hf_org, check_model, download_command, download_model
 
 HDRIS = "hdris"
 MODELS: dict[str, list[str]] = {
-    "inverse": [INVERSE_MODEL],
-    "forward": [FORWARD_MODEL],
-    "tokenizer": [TOKENIZER],
+    **{choice: [folder] for choice, folder in DOWNLOAD_CHOICES.items()},
     HDRIS: [],
-    "all": [INVERSE_MODEL, FORWARD_MODEL, TOKENIZER],
+    "all": list(DOWNLOAD_CHOICES.values()),
 }
 
 

@@ -82,7 +82,7 @@ def test_inverse_clips_that_flatten_alike_keep_their_own_outputs(tiny_checkpoint
             f"contact_sheets/{flat}.png",
         ]
     )
-    assert f"{len(files)} file(s) written" in first.output
+    assert f"{len(files)} files written" in first.output
     own = {
         name: difference(out / f"{name}.depth.jpg", out / "gbuffer_frames" / clip / "0000.0000.depth.jpg")
         for clip, name in (("a/b", b), ("a__b", flat))
@@ -110,7 +110,7 @@ def test_forward_clips_that_flatten_alike_keep_their_own_outputs(tiny_checkpoint
             f"contact_sheets/{flat}.png",
         ]
     )
-    assert f"{len(files)} file(s) written" in run.output
+    assert f"{len(files)} files written" in run.output
     assert difference(out / f"{nested}.relit_0000.jpg", out / f"{flat}.relit_0000.jpg") > 2  # two clips, two images
 
 

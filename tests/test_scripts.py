@@ -731,7 +731,7 @@ def test_tiny_checkpoints_seed_out_of_range(seed: str, tmp_path: Path, capsys) -
 
 
 def test_missing_file_names_the_file_and_the_command(tmp_path: Path) -> None:
-    message = str(checkpoints.missing_file(tmp_path / TOKENIZER / "decoder.jit", tmp_path))
+    message = str(checkpoints.missing_file(tmp_path / TOKENIZER / "decoder.jit"))
     assert str(tmp_path / TOKENIZER / "decoder.jit") in message
     assert checkpoints.download_command(str(tmp_path)) in message and "\n" not in message
 

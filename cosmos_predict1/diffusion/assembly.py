@@ -1,5 +1,6 @@
 """Model assembly: from ``ModelOptions`` to a ready renderer — device and dtype, loading the DiT and the tokenizer,
-offloading, FP8, compilation and context parallelism.
+offloading, FP8, compilation and context parallelism; and before it, the checks that read no weights and the lines
+that say what will load (``check_model``, ``describe_loading``).
 
 Everything that is installed on a built network happens here, in this order: load (on the CPU when offloaded),
 context parallelism (under torchrun with ``--context_parallel_size``), FP8 layers, compilation.
@@ -16,6 +17,7 @@ import torch
 from cosmos_predict1.errors import UserError
 
 from . import distributed
+from .compilation import describe_choice
 from .networks import DiffusionRendererDiT, DiTConfig, build_network, context_parallel
 from .networks.config import check_clip_shape
 from .networks.fp8 import use_fp8
@@ -56,6 +58,34 @@ def model_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def check_model(options: ModelOptions, base: DiTConfig, clip_shape: Sequence[int] | None = None) -> torch.device:
+    """Every check of what ``load_renderer`` loads that reads no weights, so that a problem is reported before any
+    expensive step: the files are there (``ModelOptions.check_files``), the ``config.json`` describes a network for
+    clips of ``clip_shape`` (T, H, W), the device exists. Returns the device."""
+    options.check_files()
+    if clip_shape is not None:
+        check_clip_shape(options.network_dir, base, tuple(clip_shape))
+    return compute_device(options.device)
+
+
+def describe_loading(options: ModelOptions, device: torch.device) -> list[str]:
+    """The lines printed before the models load: the device and dtype, the folders loaded, whether compiling."""
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    else:
+        name = str(device)
+    kept = " (kept in CPU memory between uses)"
+    network = f"{options.network_dir}{kept if options.offload_network else ''}"
+    network += " with FP8 layers" if options.fp8 else ""
+    tokenizer = f"{options.tokenizer_dir}{kept if options.offload_tokenizer else ''}"
+    return [
+        f"Device: {name}, {str(model_dtype(device)).removeprefix('torch.')} weights",
+        f"Loading the DiT from {network} and the tokenizer from {tokenizer}",
+        describe_choice(options.compile, device.type),
+    ]
+
+
 def load_renderer(
     renderer_class: type[Renderer],
     base: DiTConfig,
@@ -70,10 +100,7 @@ def load_renderer(
     ``base``: the architecture ``config.json`` overrides (inverse or forward 7B). ``clip_shape`` (T, H, W): the
     frames a run will sample, checked against the context-parallel group (if any).
     """
-    options.check_files()
-    if clip_shape is not None:
-        check_clip_shape(options.network_dir, base, tuple(clip_shape))
-    device = compute_device(options.device)
+    device = check_model(options, base, clip_shape)
     dtype = model_dtype(device)
     with ThreadPoolExecutor(1, "cosmos-tokenizer") as background:  # diffusers' import and the tokenizer overlap
         tokenizer = background.submit(_load_tokenizer, options, device, dtype)

@@ -110,6 +110,24 @@ def decide(work: PlannedWork, *, network_warm: bool, tokenizer_warm: bool, costs
     return Decision(network_gain > 0, tokenizer_gain > 0, network_gain, tokenizer_gain)
 
 
+def forced(choice: bool | None, device_type: str) -> bool | None:
+    """The choice known before any work is planned: ``--compile`` true/false as given, no compiling on the CPU
+    (``COSTS`` are GPU times); None: ``decide`` from the planned work once the models are loaded."""
+    if choice is None and device_type != "cuda":
+        return False
+    return choice
+
+
+def describe_choice(choice: bool | None, device_type: str) -> str:
+    """One line saying whether this run compiles (see ``forced``), for the lines printed before loading."""
+    known = forced(choice, device_type)
+    if known is None:
+        return "Compiling: what pays for this run's work, decided once the models are loaded (--compile forces it)"
+    if choice is None:
+        return "Compiling: no, not on the CPU (--compile true forces it)"
+    return f"Compiling: {'the DiT and the tokenizer' if known else 'no'} (--compile {str(known).lower()})"
+
+
 def use_cache_folder() -> Path:
     """Point PyTorch's compile caches (inductor, Triton) at ``<cache dir>/compile`` unless the user set them."""
     folder = private_folder("compile")

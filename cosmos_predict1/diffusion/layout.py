@@ -44,6 +44,7 @@ RESERVED = TEMPORARY_RESERVE + ENDING_RESERVE
 HASH_DIGITS = 16
 DISAMBIGUATION_DIGITS = 8
 NAME_FIX = "shorten the input file or folder names, or choose a shorter --video_save_folder"
+MEDIA_ENDINGS = {"image": ".jpg", "video": ".mp4"}  # per-clip outputs (see media_kind)
 
 
 def flat_clip_name(clip_name: str) -> str:
@@ -109,15 +110,20 @@ def inverse_frame_path(
     return _output_path(root, ["gbuffer_frames", *clip_name.split("/")], "", name)
 
 
+def media_kind(num_frames: int) -> str:
+    """What a clip of ``num_frames`` frames is, for messages and its file ending: "image" (one frame) or "video"."""
+    return "image" if num_frames == 1 else "video"
+
+
 def inverse_video_path(root: str | os.PathLike, output_name: str, pass_name: str, num_frames: int) -> Path:
     """``<root>/<clip'>.<pass>.mp4``, a ``.jpg`` for one frame; ``output_name`` = ``<clip'>``."""
-    ending = ".jpg" if num_frames == 1 else ".mp4"
+    ending = MEDIA_ENDINGS[media_kind(num_frames)]
     return _output_path(root, [], output_name, f".{pass_name}{ending}")
 
 
 def forward_video_path(root: str | os.PathLike, output_name: str, light_index: int, num_frames: int) -> Path:
     """``<root>/<clip'>.relit_<k:04d>.mp4``, a ``.jpg`` for one frame; ``output_name`` = ``<clip'>``."""
-    ending = ".jpg" if num_frames == 1 else ".mp4"
+    ending = MEDIA_ENDINGS[media_kind(num_frames)]
     return _output_path(root, [], output_name, f".relit_{light_index:04d}{ending}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cosmos_predict1.errors import UserError
-from cosmos_predict1.release import REQUIRED_FILES, TOKENIZER, missing_file
+from cosmos_predict1.release import REQUIRED_FILES, TOKENIZER, missing_files
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,16 +96,18 @@ class ModelOptions:
     allow_unsafe_checkpoint: bool = False
 
     def check_files(self) -> None:
-        """A missing model folder or file is a one-line error with the download command, before anything loads.
+        """Missing model folders or files are one line naming the first and the downloads that fetch them, before
+        anything loads.
 
         The DiT folder needs ``model.pt``; the tokenizer folder the released files or a diffusers-format model.
         """
         required = [self.network_dir, self.network_dir / "model.pt", self.tokenizer_dir]
         if not (self.tokenizer_dir / DIFFUSERS_TOKENIZER_WEIGHTS).is_file():
             required += [self.tokenizer_dir / name for name in REQUIRED_FILES[TOKENIZER]]
-        for path in required:
-            if not path.exists():
-                raise missing_file(path, self.checkpoint_dir)
+        missing = [path for path in required if not path.exists()]
+        missing = [path for path in missing if path.parent not in missing]  # a missing folder stands for its files
+        if missing:
+            raise missing_files(missing)
         for path in [required[1], *required[3:]]:  # the files (reading a named pipe would block forever)
             check_regular_file(path, "the downloaded checkpoint file")
         config = self.network_dir / "config.json"

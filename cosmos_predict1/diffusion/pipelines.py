@@ -28,7 +28,7 @@ from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 
 from . import fit
 from .assembly import load_renderer
-from .compilation import COSTS, Decision, PlannedWork, decide, is_warm
+from .compilation import COSTS, Decision, PlannedWork, decide, forced, is_warm
 from .envmap import EnvironmentMap
 from .frames import ENCODINGS, as_rgb, clip_placement, prepare_clip
 from .networks import FORWARD_7B, INVERSE_7B, DiTConfig
@@ -206,10 +206,9 @@ class _Pipeline:
     def compile_for(self, work: PlannedWork, choice: bool | None) -> Decision:
         """Compile what pays for ``work`` (``choice`` None; never on the CPU), or both models (True), or none."""
         renderer = self.renderer
-        if choice is not None:
-            decision = Decision(choice, choice, 0.0, 0.0)
-        elif renderer.device.type != "cuda":
-            decision = Decision(False, False, 0.0, 0.0)
+        known = forced(choice, renderer.device.type)
+        if known is not None:
+            decision = Decision(known, known, 0.0, 0.0)
         else:
             network_warm = is_warm("dit", work.dit_shapes(), renderer.compile_identity("dit"))
             tokenizer_warm = is_warm("tokenizer", work.tokenizer_shapes(), renderer.compile_identity("tokenizer"))

@@ -4,6 +4,9 @@ A script describes its run as a ``Job``: its work items and their outputs, the f
 item's inputs are read, rendered and written, and what is built from several items at the end (stitched videos).
 ``run`` does the rest, the same way for both:
 
+- **Before loading**, every check that reads no weights (``Job.loading_plan``: files, config, device), so that
+  nothing expensive (HDRI conversion, frame decoding, model loading) runs before a problem is reported; then one
+  line each for the device, the models, compiling and the work found, and any doubt about the inputs.
 - **Resume.** An item whose files all exist is skipped (``overwrite`` redoes it). An unfinished item is redone
   whole: outputs are sampled in batches, and which outputs share a batch can change the floating-point result, so
   only the same batches make a resumed run's files byte-identical to an uninterrupted run's.
@@ -16,6 +19,7 @@ item's inputs are read, rendered and written, and what is built from several ite
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +28,9 @@ from typing import Any, Generic, TypeVar
 
 from . import distributed, timing
 from .options import OutputOptions
-from .progress import Progress
+from .progress import Progress, counted
+
+log = logging.getLogger("cosmos_predict1")
 
 Item = TypeVar("Item")
 Output = TypeVar("Output")
@@ -34,12 +40,29 @@ WRITERS = 4  # writer threads: JPEG, PNG, EXR and H.264 encoding release the GIL
 
 
 class Job(ABC, Generic[Item, Output]):
-    """What a script supplies to ``run``: ``output`` (where and how it writes) and ``num_steps`` (for progress)."""
+    """What a script supplies to ``run``: ``output`` (where and how it writes) and ``num_steps`` (for progress).
 
-    noun = "work item"  # how the summary counts items
+    ``item_noun`` and ``output_noun`` name a work item and an output in messages ("image", "G-buffer pass").
+    """
+
+    item_noun = "work item"
+    output_noun = "output"
 
     def __init__(self, output: OutputOptions, num_steps: int) -> None:
         self.output, self.num_steps = output, num_steps
+
+    @abstractmethod
+    def inputs_found(self) -> str:
+        """The inputs, for the line printed before loading: "3 images in <folder>"."""
+
+    def input_warnings(self) -> list[str]:
+        """Doubts about the inputs (stills read as a video, say), one line each, printed before loading."""
+        return []
+
+    @abstractmethod
+    def loading_plan(self) -> list[str]:
+        """Check what ``load`` will load, reading no weights (files, config, device), so that a problem is reported
+        before any expensive step; return the lines that say it (device and dtype, models, compiling)."""
 
     @abstractmethod
     def work(self) -> list[tuple[Item, list[Output]]]:
@@ -83,15 +106,38 @@ class Job(ABC, Generic[Item, Output]):
         return 0
 
 
+def files_of(job: Job, item: Any, outputs: Sequence) -> list[Path]:
+    """Every file ``item`` writes for ``outputs``: the outputs' and the item's own."""
+    return [path for output in outputs for path in job.output_files(item, output)] + job.item_files(item)
+
+
 def pending_work(job: Job, overwrite: bool) -> tuple[list, list]:
     """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs)."""
     work = job.work()
 
     def done(item: Any, outputs: Sequence) -> bool:
-        files = [path for output in outputs for path in job.output_files(item, output)] + job.item_files(item)
-        return all(path.is_file() for path in files)
+        return all(path.is_file() for path in files_of(job, item, outputs))
 
     return work, [(item, list(outputs)) for item, outputs in work if overwrite or not done(item, outputs)]
+
+
+def announce(job: Job, work: list, todo: list, plan: list[str]) -> None:
+    """Log what the run will do, before loading: ``plan`` (device, models, compiling), the work found and what of
+    it is already done, and any doubt about the inputs."""
+    for line in plan:
+        log.info(line)
+    outputs = sum(len(outputs) for _, outputs in todo)
+    line = f"Found {job.inputs_found()}; to write: {counted(outputs, 'output')}"
+    per_item = {len(outputs) for _, outputs in todo}
+    if len(per_item) == 1:
+        line += f" ({counted(len(todo), job.item_noun)} × {counted(per_item.pop(), job.output_noun)})"
+    line += f", {counted(sum(len(files_of(job, item, outputs)) for item, outputs in todo), 'file')}"
+    skipped = len(work) - len(todo)
+    if skipped:
+        line += f"; {counted(skipped, job.item_noun)} skipped, already done (--overwrite redoes them)"
+    log.info(line)
+    for warning in job.input_warnings():
+        log.warning(warning)
 
 
 def my_share(todo: list, batches: BatchRule, keep_items_whole: bool) -> list:
@@ -157,14 +203,26 @@ def run(job: Job) -> str:
     if not todo:
         if place.is_main:
             job.finish([])
-        return f"Nothing to do: all outputs of {len(work)} {job.noun}(s) exist in {folder} (--overwrite redoes them)"
+        everything = counted(len(work), job.item_noun)
+        return f"Nothing to do: all outputs of {everything} exist in {folder} (--overwrite redoes them)"
+    plan = job.loading_plan()
+    if place.is_main:
+        announce(job, work, todo, plan)
     with timing.phase("loading"):
         batches = job.load()
     share = my_share(todo, batches, keep_items_whole=job.output.contact_sheet)
     job.begin(share)
     background = _Background(BACKGROUND_IO)
     outputs_count = sum(len(outputs) for _, outputs in share)
-    progress = Progress(len(share), outputs_count, job.num_steps, enabled=place.is_main)
+    sampling_batches = sum(len(batches(item, len(outputs))) for item, outputs in share)
+    progress = Progress(
+        len(share),
+        outputs_count,
+        job.num_steps,
+        batches=sampling_batches,
+        noun=job.item_noun,
+        enabled=place.is_main,
+    )
     try:
         with progress:
             upcoming = background.read(job.read, share[0][0]) if share else None
@@ -183,4 +241,4 @@ def run(job: Job) -> str:
     distributed.barrier()  # outputs built from several items may come from several ranks
     if place.is_main:
         written += job.finish([item for item, _ in todo])
-    return f"Done: {len(share)} {job.noun}(s), {written} file(s) written to {folder}"
+    return f"Done: {counted(len(share), job.item_noun)}, {counted(written, 'file')} written to {folder}"

@@ -17,14 +17,16 @@ from pathlib import Path
 import torch
 
 from cosmos_predict1.diffusion import data, layout
-from cosmos_predict1.diffusion.assembly import compute_device
+from cosmos_predict1.diffusion.assembly import check_model, compute_device, describe_loading
 from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.envmap import load_camera_rotations
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
 from cosmos_predict1.diffusion.options import ForwardRunOptions, Lighting
 from cosmos_predict1.diffusion.pipelines import ForwardPipeline, PreparedClip, load_environments
+from cosmos_predict1.diffusion.progress import counted
 from cosmos_predict1.diffusion.run_loop import BatchRule, Job
+from cosmos_predict1.diffusion.sequences import grouping_warning, padding_doubts
 from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.writers import (
     display_to_linear,
@@ -36,12 +38,13 @@ from cosmos_predict1.diffusion.writers import (
 )
 
 log = logging.getLogger("cosmos_predict1")
+AS_IMAGES = "For the G-buffers of images, use --num_video_frames 1."
 
 
 class ForwardJob(Job[data.GBufferClip, Lighting]):
-    """Work items are G-buffer clips; their outputs are lightings."""
+    """Work items are G-buffer clips (images with one frame); their outputs are lightings."""
 
-    noun = "clip"
+    output_noun = "lighting"
 
     def __init__(self, options: ForwardRunOptions) -> None:
         super().__init__(options.output, options.sampling.num_steps)
@@ -65,6 +68,19 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         self.pipeline: ForwardPipeline | None = None
 
     # ------------------------------------------------------------------------------------------------ outputs
+
+    @property
+    def item_noun(self) -> str:
+        return "G-buffer image" if self.options.num_frames == 1 else "G-buffer clip"
+
+    def inputs_found(self) -> str:
+        return f"{counted(len(self.clips), self.item_noun)} in {self.options.dataset}"
+
+    def input_warnings(self) -> list[str]:
+        """A warning when clips are mostly padding: the G-buffers of images read as videos."""
+        doubts = {clip.clip_name: padding_doubts(clip.num_real_frames, self.options.num_frames) for clip in self.clips}
+        warning = grouping_warning(doubts, AS_IMAGES)
+        return [warning] if warning else []
 
     def work(self) -> list[tuple[data.GBufferClip, list[Lighting]]]:
         return [(clip, list(self.options.lightings)) for clip in self.clips]
@@ -93,6 +109,22 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         return clip.clip_name
 
     # ------------------------------------------------------------------------------------------------ work
+
+    def loading_plan(self) -> list[str]:
+        """The models' lines and one for the lighting: the HDRIs are made into cube maps before the models load (a
+        bad file is reported at once) and encoded by the tokenizer."""
+        model = self.options.model
+        lines = describe_loading(model, check_model(model, ForwardPipeline.base, self.clip_shape))
+        files = list(dict.fromkeys(Path(light.hdri).name for light in self.options.lightings if light.hdri is not None))
+        randoms = sum(light.hdri is None for light in self.options.lightings)
+        if files:
+            lines.append(
+                f"Lighting: {counted(len(files), 'HDRI')} ({', '.join(files)}), made into cube maps before the models "
+                "load and encoded by the tokenizer"
+            )
+        if randoms:
+            lines.append(f"Lighting: {counted(randoms, 'random lighting')} (no environment map: an empty condition)")
+        return lines
 
     def load(self) -> BatchRule:
         options = self.options
@@ -164,7 +196,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
         if clip.clip_name not in self.stitched_clips:
             path = layout.forward_video_path(root, self.output_names[clip.clip_name], light.index, len(frames))
             write_clip(path, frames, self.output.fps)
-            log.info("Saved video to %s", path)
+            log.info("Saved %s %s", layout.media_kind(len(frames)), path)
             written += 1
         return written
 
@@ -191,6 +223,6 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
                 if redo or not path.is_file():
                     files = [self.frame_paths(clip.clip_name, light) for _, clip in members]
                     write_stitched_video(path, files, step, length, self.output.fps)
-                    log.info("Saved stitched video to %s", path)
+                    log.info("Saved stitched video %s", path)
                     written += 1
         return written

@@ -17,20 +17,26 @@ from pathlib import Path
 import torch
 
 from cosmos_predict1.diffusion import data, layout
+from cosmos_predict1.diffusion.assembly import check_model, describe_loading
 from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
 from cosmos_predict1.diffusion.options import InverseRunOptions
 from cosmos_predict1.diffusion.pipelines import InversePipeline, PreparedClip
+from cosmos_predict1.diffusion.progress import counted
 from cosmos_predict1.diffusion.run_loop import BatchRule, Job
+from cosmos_predict1.diffusion.sequences import clip_doubts, grouping_warning
 from cosmos_predict1.diffusion.stitch import write_stitched_video
 from cosmos_predict1.diffusion.writers import frames_to_uint8, write_clip, write_gbuffer_frames
 
 log = logging.getLogger("cosmos_predict1")
+AS_IMAGES = "If the files are separate images, process each as one with --num_video_frames 1 --group_mode webdataset."
 
 
 class InverseJob(Job[data.WorkItem, str]):
-    """Work items are chunks of clips; their outputs are G-buffer pass names."""
+    """Work items are chunks of clips (images with one frame); their outputs are G-buffer pass names."""
+
+    output_noun = "G-buffer pass"
 
     def __init__(self, options: InverseRunOptions) -> None:
         super().__init__(options.output, options.sampling.num_steps)
@@ -53,6 +59,30 @@ class InverseJob(Job[data.WorkItem, str]):
         self.pipeline: InversePipeline | None = None
 
     # ------------------------------------------------------------------------------------------------ outputs
+
+    @property
+    def item_noun(self) -> str:
+        return "image" if self.options.num_frames == 1 else "chunk"
+
+    def inputs_found(self) -> str:
+        if self.options.num_frames == 1:
+            return f"{counted(len(self.items), 'image')} in {self.options.dataset}"
+        clips = counted(len({item.clip_name for item in self.items}), "video clip")
+        chunks = f"{counted(len(self.items), 'chunk')} of {self.options.num_frames} frames"
+        return f"{clips} in {self.options.dataset}, in {chunks}"
+
+    def input_warnings(self) -> list[str]:
+        """A warning when clips look like unrelated stills read as one video (``sequences``)."""
+        frames = self.options.num_frames
+        if frames == 1:  # images: nothing is grouped
+            return []
+        doubts = {
+            item.clip_name: clip_doubts(item.paths[: item.num_real_frames], frames)
+            for item in self.items
+            if item.chunk_index == 0
+        }
+        warning = grouping_warning(doubts, AS_IMAGES)
+        return [warning] if warning else []
 
     def work(self) -> list[tuple[data.WorkItem, list[str]]]:
         return [(item, list(self.options.passes)) for item in self.items]
@@ -82,13 +112,17 @@ class InverseJob(Job[data.WorkItem, str]):
         return []
 
     def item_name(self, item: data.WorkItem) -> str:
-        return f"{item.clip_name} chunk {item.chunk_index}"
+        return item.clip_name if self.options.num_frames == 1 else f"{item.clip_name} chunk {item.chunk_index}"
 
     # ------------------------------------------------------------------------------------------------ work
 
     @property
     def clip_shape(self) -> tuple[int, int, int]:
         return (self.options.num_frames, self.options.frames.height, self.options.frames.width)
+
+    def loading_plan(self) -> list[str]:
+        model = self.options.model
+        return describe_loading(model, check_model(model, InversePipeline.base, self.clip_shape))
 
     def load(self) -> BatchRule:
         self.pipeline = InversePipeline.from_options(
@@ -138,7 +172,7 @@ class InverseJob(Job[data.WorkItem, str]):
         if self.writes_clip_video(item):
             path = self.video_path(item.clip_name, name, len(item.paths))
             write_clip(path, frames_to_uint8(decoded), self.output.fps)
-            log.info("Saved video to %s", path)
+            log.info("Saved %s %s", layout.media_kind(len(item.paths)), path)
             written += 1
         return written
 
@@ -166,6 +200,6 @@ class InverseJob(Job[data.WorkItem, str]):
                     )
                     read = (lambda p: (read_image(p) + 1) / 2) if signed else read_image
                     write_stitched_video(path, files, step, length, self.output.fps, read)
-                    log.info("Saved stitched video to %s", path)
+                    log.info("Saved stitched video %s", path)
                     written += 1
         return written

@@ -96,7 +96,7 @@ def _corrupt(path: Path, err: BaseException) -> UserError:
     custom = trusted if isinstance(err, UnpicklingError) else ""
     return UserError(
         f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}); the file is corrupt or "
-        f"incomplete: {redownload_hint(path.parent.parent)}{custom}."
+        f"incomplete: {redownload_hint(path)}{custom}."
     )
 
 
@@ -160,7 +160,7 @@ def load_network_weights(
         raise UserError(
             f"{source}: does not match the network configuration ({'; '.join(problems)}). Is it the right "
             "model (inverse vs forward), and does config.json describe it? If so, the file is damaged: "
-            f"{redownload_hint(Path(source).parent.parent)}."
+            f"{redownload_hint(source)}."
         )
     model.load_state_dict(to_device(sources, device, dtype), assign=True)
 
@@ -182,7 +182,7 @@ def build_network(
     config = load_config(model_dir, base)
     path = model_dir / "model.pt"
     if not path.is_file():
-        raise missing_file(path, model_dir.parent)
+        raise missing_file(path)
     released = network_state_dict(_read_checkpoint(path, allow_pickle), str(path))
     with torch.device("meta"):
         model = DiffusionRendererDiT(config)

@@ -72,7 +72,7 @@ def read_jit_state_dict(path: Path, allow_unsafe: bool = False) -> dict[str, tor
         raise
     except Exception as err:  # a damaged archive fails in many ways (zip, pickle, records, code); all mean unreadable
         reason = f"cannot be read as a TorchScript file ({type(err).__name__})"
-        raise UserError(f"{path}: {reason}; {redownload_hint(path.parent.parent)}") from err
+        raise UserError(f"{path}: {reason}; {redownload_hint(path)}") from err
 
 
 @dataclass(frozen=True)
@@ -209,9 +209,7 @@ def check_tensors(found: Mapping[str, torch.Tensor], expected: Mapping[str, torc
         if items
     ]
     if problems:
-        raise UserError(
-            f"{path}: not the expected tokenizer weights ({'; '.join(problems)}); {redownload_hint(path.parent.parent)}"
-        )
+        raise UserError(f"{path}: not the expected tokenizer weights ({'; '.join(problems)}); {redownload_hint(path)}")
 
 
 def _meta_vae(config: Mapping[str, Any]) -> AutoencoderKLCosmos:
@@ -311,7 +309,7 @@ def _write_cache(path: Path, identity: str, state: Mapping[str, torch.Tensor]) -
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise missing_file(path, path.parent.parent)
+        raise missing_file(path)
     return path
 
 
@@ -333,7 +331,7 @@ def load_released_weights(folder: Path, allow_unsafe: bool = False) -> dict[str,
     except KeyError as err:
         raise UserError(
             f"{folder}: {ENCODER_FILE}/{DECODER_FILE} do not hold a Cosmos video tokenizer (no {err}); "
-            f"{redownload_hint(sources[0].parent.parent)}"
+            f"{redownload_hint(sources[0])}"
         ) from None
     expected = released_tensors(_meta_vae(config))
     for path in sources:

@@ -188,22 +188,20 @@ def load_tokenizer(
 def _read_statistics(path: Path, allow_unsafe: bool) -> Statistics:
     """(mean, std) of a statistics file as float32 vectors, read as plain data unless ``allow_unsafe``."""
     if not path.is_file():
-        raise missing_file(path, path.parent.parent)
+        raise missing_file(path)
     try:
         pair = load_torch_file(path, allow_unsafe=allow_unsafe)
     except UserError:
         raise
     except Exception as err:  # any other failure means an unreadable file
-        raise UserError(f"{path}: unreadable ({type(err).__name__}); {redownload_hint(path.parent.parent)}") from err
+        raise UserError(f"{path}: unreadable ({type(err).__name__}); {redownload_hint(path)}") from err
     if not (
         isinstance(pair, (tuple, list))
         and len(pair) == 2
         and all(isinstance(t, torch.Tensor) for t in pair)
         and pair[0].shape == pair[1].shape
     ):
-        raise UserError(
-            f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path.parent.parent)}"
-        )
+        raise UserError(f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path)}")
     return pair[0].float().flatten(), pair[1].float().flatten()
 
 
