@@ -44,6 +44,7 @@ if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosmos_predict1.boundary import guard
+from cosmos_predict1.diffusion.pixel_limit import check_frame_size
 from cosmos_predict1.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -156,7 +157,8 @@ def source_indices(source_fps: float, frame_rate: float | None, selection: str =
 def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None]]:
     """The frame rate of ``video`` and a generator of its frames as uint8 RGB arrays [h, w, 3]; close it when done.
 
-    Raises ``VideoReadError`` when ffmpeg cannot open it or reports no frame rate.
+    Raises ``VideoReadError`` when ffmpeg cannot open it or reports no frame rate, ``UserError`` when its frames are
+    larger than the pixel limit (``pixel_limit.check_frame_size``).
     """
     reader = imageio_ffmpeg.read_frames(str(video))
     try:
@@ -168,6 +170,11 @@ def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None
     if not meta.get("fps"):
         reader.close()
         raise VideoReadError("ffmpeg reports no frame rate")
+    try:
+        check_frame_size(video, width, height)  # before ffmpeg sends a frame
+    except UserError:
+        reader.close()
+        raise
 
     def frames() -> Generator[np.ndarray, None, None]:
         try:

@@ -32,6 +32,7 @@ from cosmos_predict1.errors import UserError
 from . import cubemap as cube_ops
 from .frames import read_pixels
 from .options import check_regular_file
+from .pixel_limit import TooManyPixels
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def read_hdr(path: Path | str) -> torch.Tensor:
     """An HDR image as float32 ``[h, w, 3]`` linear RGB, values as stored (NaN/Inf kept).
 
     Alpha is dropped and a single channel is replicated to RGB. ``UserError`` for a missing, unreadable or
-    non-float file and for any extension other than ``.hdr``/``.exr``.
+    non-float file, for one that declares more pixels than the limit (``pixel_limit``) and for any extension other
+    than ``.hdr``/``.exr``.
     """
     path = Path(path)
     fix = "give an equirectangular .hdr (Radiance) or .exr (OpenEXR) file"
@@ -57,6 +59,8 @@ def read_hdr(path: Path | str) -> torch.Tensor:
         raise UserError(f"{path}: environment map not found; {fix}.")
     try:
         pixels = read_pixels(path)
+    except TooManyPixels:
+        raise
     except UserError as err:
         reason = " ".join(str(err.__cause__ or err).split())
         raise UserError(f"{path}: cannot read the environment map ({reason}); {fix}.") from err
