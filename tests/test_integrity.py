@@ -33,6 +33,7 @@ from test_reliability import (
 )
 from test_scripts import extract, write_video
 
+from cosmos_predict1 import ForwardPipeline
 from cosmos_predict1.diffusion import pixel_limit
 from cosmos_predict1.diffusion.envmap import check_camera_rotations, read_hdr
 from cosmos_predict1.diffusion.frames import read_image
@@ -333,6 +334,16 @@ def test_bad_camera_rotations_of_the_python_api_are_refused(kind: str) -> None:
     with pytest.raises(UserError, match=r"must be \[3, 3, 3\]"):
         check_camera_rotations(torch.eye(3).repeat(2, 1, 1), 3)
     check_camera_rotations(torch.eye(3).repeat(2, 1, 1), 2)
+
+
+def test_the_forward_pipeline_refuses_a_bad_camera_before_sampling(
+    tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = ForwardPipeline.from_pretrained(tiny_checkpoints, device="cpu", num_steps=1)
+    refuse_rendering(monkeypatch)
+    basecolor = {"basecolor": np.full((64, 96, 3), 128, np.uint8)}
+    with pytest.raises(UserError, match=r"^camera_to_world\[0\] is not a rotation"):
+        pipeline(basecolor, Lighting(np.ones((8, 16, 3), np.float32)), height=64, width=96, camera_to_world=[SINGULAR])
 
 
 # ----------------------------------------------------------------------------------------------- weights
