@@ -54,6 +54,7 @@ if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python script
 from cosmos_predict1.arguments import Parser
 from cosmos_predict1.boundary import guard
 from cosmos_predict1.diffusion.layout import unique_names
+from cosmos_predict1.diffusion.pixel_limit import check_frame_size
 from cosmos_predict1.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -188,7 +189,8 @@ def check_readable(video: Path) -> None:
 def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None]]:
     """The frame rate of ``video`` and a generator of its frames as uint8 RGB arrays [h, w, 3]; close it when done.
 
-    Raises ``VideoReadError`` when ffmpeg cannot open it or reports no frame rate.
+    Raises ``VideoReadError`` when ffmpeg cannot open it or reports no frame rate, ``UserError`` when its frames are
+    larger than the pixel limit (``pixel_limit.check_frame_size``).
     """
     reader = imageio_ffmpeg.read_frames(str(video))
     try:
@@ -200,6 +202,11 @@ def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None
     if not meta.get("fps"):
         reader.close()
         raise VideoReadError("ffmpeg reports no frame rate")
+    try:
+        check_frame_size(video, width, height)  # before ffmpeg sends a frame
+    except UserError:
+        reader.close()
+        raise
 
     def frames() -> Generator[np.ndarray, None, None]:
         try:
@@ -216,7 +223,7 @@ def decoded_frames(video: Path) -> tuple[float, Generator[np.ndarray, None, None
 def resample(
     frames: Iterator[np.ndarray], source_fps: float, frame_rate: float | None, selection: str = "timestamp"
 ) -> Iterator[np.ndarray]:
-    """The frames at ``frame_rate`` (see ``source_indices``; a source frame may repeat when upsampling)."""
+    """The frames at ``frame_rate`` (see ``source_indices``; no source frame is repeated)."""
     wanted = source_indices(source_fps, frame_rate, selection)
     target = next(wanted)
     for index, frame in enumerate(frames):

@@ -293,6 +293,7 @@ def test_exr_read_through_opencv_is_reordered_to_rgb(tmp_path: Path, monkeypatch
     monkeypatch.setattr(frames.cv2, "haveImageReader", lambda path: True)
     monkeypatch.setattr(frames.cv2, "imread", lambda path, flags: bgra)
     expected = bgra[..., [2, 1, 0]] * bgra[..., 3:] + (1 - bgra[..., 3:])
+    write_exr(tmp_path / "x.exr", bgra)  # a real header: its declared size is checked before the (faked) decoding
     np.testing.assert_allclose(read_image(tmp_path / "x.exr"), expected, atol=1e-7)
 
 

@@ -32,6 +32,7 @@ from cosmos_predict1.errors import UserError
 from . import cubemap as cube_ops
 from .frames import read_pixels
 from .options import check_regular_file
+from .pixel_limit import TooManyPixels
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def read_hdr(path: Path | str) -> torch.Tensor:
     """An HDR image as float32 ``[h, w, 3]`` linear RGB, values as stored (NaN/Inf kept).
 
     Alpha is dropped and a single channel is replicated to RGB. ``UserError`` for a missing, unreadable or
-    non-float file and for any extension other than ``.hdr``/``.exr``.
+    non-float file, for one that declares more pixels than the limit (``pixel_limit``) and for any extension other
+    than ``.hdr``/``.exr``.
     """
     path = Path(path)
     fix = "give an equirectangular .hdr (Radiance) or .exr (OpenEXR) file"
@@ -57,6 +59,8 @@ def read_hdr(path: Path | str) -> torch.Tensor:
         raise UserError(f"{path}: environment map not found; {fix}.")
     try:
         pixels = read_pixels(path)
+    except TooManyPixels:
+        raise
     except UserError as err:
         reason = " ".join(str(err.__cause__ or err).split())
         raise UserError(f"{path}: cannot read the environment map ({reason}); {fix}.") from err
@@ -195,15 +199,40 @@ def _pose_matrix(frame: object, index: int, path: Path) -> np.ndarray:
                 raise UserError(f"{where}: {shown} is not a finite number; every value must be finite.")
             values.append(number)
     result = np.array(values, dtype=np.float64).reshape(len(matrix), 4)
-    rotation = result[:3, :3]
-    with np.errstate(over="ignore", invalid="ignore"):
-        deviation = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    deviation = rotation_deviation(result[:3, :3])
     if not deviation <= POSE_TOLERANCE:
         raise UserError(
             f"{where}: its 3×3 part is not a rotation (orthonormal; off by {deviation:.3g}); give camera-to-world "
             "matrices without scale or shear."
         )
     return result
+
+
+def rotation_deviation(rotation: np.ndarray) -> float:
+    """The largest entry of |RᵀR − I| for a 3×3 ``rotation``: 0 for a rotation (or reflection), 1 for an all-zero
+    matrix, NaN or Inf where a value is not finite; a rotation is within ``POSE_TOLERANCE``."""
+    rotation = np.asarray(rotation, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+
+
+def check_camera_rotations(camera_to_world: torch.Tensor, num_frames: int) -> None:
+    """``UserError`` unless ``camera_to_world`` (the Python API's argument) is ``[num_frames, 3, 3]`` rotations:
+    finite and orthonormal within ``POSE_TOLERANCE`` (not all-zero, singular, scaled or sheared)."""
+    if tuple(camera_to_world.shape) != (num_frames, 3, 3):
+        raise UserError(
+            f"camera_to_world: must be [{num_frames}, 3, 3] (one rotation per frame), got "
+            f"{list(camera_to_world.shape)}."
+        )
+    for index, rotation in enumerate(camera_to_world.detach().double().cpu().numpy()):
+        if not np.isfinite(rotation).all():
+            raise UserError(f"camera_to_world[{index}] holds NaN or infinite values; every value must be finite.")
+        deviation = rotation_deviation(rotation)
+        if not deviation <= POSE_TOLERANCE:
+            raise UserError(
+                f"camera_to_world[{index}] is not a rotation (orthonormal; off by {deviation:.3g}); give "
+                "camera-to-world rotations without scale or shear."
+            )
 
 
 def srgb(x: torch.Tensor) -> torch.Tensor:

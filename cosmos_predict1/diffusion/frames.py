@@ -5,7 +5,8 @@ Per frame, in the original's order: decode → scale to [0, 1] → composite alp
 none of which changes ordinary 8-bit RGB inputs: the reader is chosen per file (not once per chunk from the first
 file), grayscale is replicated to RGB, 16-bit images are divided by 65535, GIF/APNG give their first frame, CMYK is
 converted to RGB, NaN/Inf values of float files are replaced (with a warning), each frame is resized on its own (mixed
-sizes in one clip work; the original crashes), the gamma step also applies to ``.EXR``. As in the original, EXIF
+sizes in one clip work; the original crashes), the gamma step also applies to ``.EXR``, a file whose header declares
+more pixels than the limit of ``pixel_limit`` is refused before it is decoded. As in the original, EXIF
 orientation is *not* applied: a photo stored rotated stays rotated.
 """
 
@@ -31,6 +32,7 @@ from cosmos_predict1.errors import UserError
 
 from .fit import Placement, fit_frame, place
 from .options import MAX_RESIZED_PIXELS, FrameOptions
+from .pixel_limit import check_declared_size
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +178,14 @@ def _finite(image: np.ndarray, source: str) -> np.ndarray:
 def read_pixels(path: Path) -> np.ndarray:
     """Decoded pixels as stored: ``[h, w]`` or ``[h, w, C]``, RGB(A) channel order, the file's dtype.
 
-    ``.exr`` and Radiance ``.hdr`` files come back as linear float32. ``UserError`` if the file cannot be read.
+    ``.exr`` and Radiance ``.hdr`` files come back as linear float32. ``UserError`` if the file cannot be read, and
+    before decoding when its header declares more pixels than the limit (``pixel_limit.check_declared_size``).
     """
     try:
+        check_declared_size(path)
         return _decode(path)
+    except UserError:
+        raise
     except Exception as error:  # decoders raise many types; the user needs the file name
         raise UserError(
             f"Cannot read image {path} (missing, corrupt or not an image): {error}; replace the file or remove it."

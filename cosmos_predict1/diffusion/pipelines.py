@@ -29,7 +29,7 @@ from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
 from . import fit
 from .assembly import load_renderer
 from .compilation import COSTS, Decision, PlannedWork, decide, forced, is_warm
-from .envmap import EnvironmentMap
+from .envmap import EnvironmentMap, check_camera_rotations
 from .frames import ENCODINGS, as_rgb, clip_placement, prepare_clip
 from .networks import FORWARD_7B, INVERSE_7B, DiTConfig
 from .options import (
@@ -432,9 +432,11 @@ class ForwardPipeline(_Pipeline):
         """
         if not clip.videos:
             raise UserError("the forward renderer needs at least one G-buffer pass.")
-        gbuffer_condition = self.renderer.encode_gbuffers(dict(clip.videos))
         video = next(iter(clip.videos.values()))
         shape = (video.shape[2], video.shape[3], video.shape[4])
+        if camera_to_world is not None:
+            check_camera_rotations(camera_to_world, shape[0])
+        gbuffer_condition = self.renderer.encode_gbuffers(dict(clip.videos))
         latents = [
             self._lighting_latent(light, shape, gbuffer_condition, rotate_light, camera_to_world) for light in lightings
         ]

@@ -6,6 +6,7 @@ Ground truth, predictions and inputs are all read through ``Frames``; pixels com
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import imageio.v2 as imageio_v2
 import numpy as np
 
 from cosmos_predict1.diffusion.frames import read_image
+from cosmos_predict1.diffusion.pixel_limit import TooManyPixels, check_frame_size
 from cosmos_predict1.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff", ".bmp", ".webp")
@@ -104,10 +106,20 @@ def resize(image: np.ndarray, size: tuple[int, int], nearest: bool = False) -> n
 
 @lru_cache(maxsize=VIDEO_CACHE_SIZE)
 def _decoded_video(path: Path) -> np.ndarray:
-    """Every frame of a video as uint8 ``[T, h, w, 3]`` (ffmpeg via imageio)."""
+    """Every frame of a video as uint8 ``[T, h, w, 3]`` (ffmpeg via imageio), within the pixel limit of a video read
+    whole (``pixel_limit.check_frame_size``): checked from the metadata first, then as frames arrive."""
     try:
         with imageio_v2.get_reader(path, format="FFMPEG") as reader:
-            frames = np.stack([np.asarray(frame)[..., :3] for frame in reader])
+            meta = reader.get_meta_data()
+            width, height = meta["size"]
+            declared = float(meta.get("duration") or 0) * float(meta.get("fps") or 0)
+            check_frame_size(path, width, height, max(1, round(declared)) if math.isfinite(declared) else 1)
+            frames = []
+            for frame in reader:  # the metadata may understate the length
+                frames.append(np.asarray(frame)[..., :3])
+                check_frame_size(path, width, height, len(frames))
+            return np.stack(frames)
+    except TooManyPixels:
+        raise
     except Exception as error:  # ffmpeg and imageio raise many types; the user needs the file name
         raise UserError(f"Cannot read video {path} (missing, corrupt or not a video): {error}") from error
-    return frames

@@ -18,6 +18,7 @@ import torch
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import missing_file, redownload_hint
 from cosmos_predict1.safe_load import UNSAFE_OPTION, load_torch_file
+from cosmos_predict1.weights import check_finite
 
 from .config import DiTConfig, load_config
 from .dit import DiffusionRendererDiT
@@ -136,7 +137,8 @@ def load_network_weights(
     dtype: torch.dtype,
 ) -> None:
     """Fill ``model`` (possibly on the meta device) from released-name tensors: all names and shapes are checked
-    first (strict), then the tensors are copied and cast (``transfer.to_device``)."""
+    first (strict), then the tensors are copied and cast (``transfer.to_device``) and checked to be finite, on
+    their device (``cosmos_predict1.weights``)."""
     missing, mismatched, used = [], [], set()
     sources: list[tuple[str, list[torch.Tensor]]] = []
     for key, target in model.state_dict().items():
@@ -162,7 +164,9 @@ def load_network_weights(
             "model (inverse vs forward), and does config.json describe it? If so, the file is damaged: "
             f"{redownload_hint(source)}."
         )
-    model.load_state_dict(to_device(sources, device, dtype), assign=True)
+    weights = to_device(sources, device, dtype)
+    check_finite(weights, source, f"the file is damaged: {redownload_hint(source)}")
+    model.load_state_dict(weights, assign=True)
 
 
 def build_network(

@@ -38,6 +38,7 @@ from cosmos_predict1.diffusion.options import DIFFUSERS_TOKENIZER_WEIGHTS
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import missing_file, redownload_hint
 from cosmos_predict1.safe_load import ArchiveUnpickler, ScriptObject, refusal
+from cosmos_predict1.weights import check_finite
 
 from .names import (
     DECODER_FILE,
@@ -50,7 +51,7 @@ from .names import (
 
 DIFFUSERS_CONFIG = "config.json"
 DIFFUSERS_WEIGHTS = DIFFUSERS_TOKENIZER_WEIGHTS
-_CACHE_FORMAT = "tokenizer-diffusers-v2"  # change when the cached content changes
+_CACHE_FORMAT = "tokenizer-diffusers-v3"  # change when the cached content changes (v3: checked to be finite)
 _HASH_CHUNK_BYTES = 16 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ def _module_state_dict(root: ScriptObject, classes: Mapping[str, _ScriptClass]) 
 
 
 def check_tensors(found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size], path: Path) -> None:
-    """Raise a one-line ``UserError`` naming ``path`` unless ``found`` has exactly the expected names and shapes."""
+    """Raise a one-line ``UserError`` naming ``path`` unless ``found`` has exactly the expected names and shapes,
+    and only finite values (``cosmos_predict1.weights``)."""
     missing = sorted(expected.keys() - found.keys())
     unexpected = sorted(found.keys() - expected.keys())
     wrong = [
@@ -210,6 +212,7 @@ def check_tensors(found: Mapping[str, torch.Tensor], expected: Mapping[str, torc
     ]
     if problems:
         raise UserError(f"{path}: not the expected tokenizer weights ({'; '.join(problems)}); {redownload_hint(path)}")
+    check_finite(found, str(path), f"the file is damaged: {redownload_hint(path)}")
 
 
 def _meta_vae(config: Mapping[str, Any]) -> AutoencoderKLCosmos:

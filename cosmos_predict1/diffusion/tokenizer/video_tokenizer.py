@@ -202,7 +202,16 @@ def _read_statistics(path: Path, allow_unsafe: bool) -> Statistics:
         and pair[0].shape == pair[1].shape
     ):
         raise UserError(f"{path}: expected a (mean, std) pair of equal-sized tensors; {redownload_hint(path)}")
-    return pair[0].float().flatten(), pair[1].float().flatten()
+    return _checked_statistics(pair[0], pair[1], path, redownload_hint(path))
+
+
+def _checked_statistics(mean: object, std: object, source: Path, fix: str) -> Statistics:
+    """(mean, std) as float32 vectors; ``UserError`` naming ``source`` and ``fix`` unless every mean is finite and
+    every std finite and positive (a NaN, or a division by zero, would spread over the whole output)."""
+    mean, std = torch.as_tensor(mean).float().flatten(), torch.as_tensor(std).float().flatten()
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        raise UserError(f"{source}: the latent statistics hold NaN, infinite or non-positive std values; {fix}.")
+    return mean, std
 
 
 def _diffusers_statistics(folder: Path, config: dict, allow_unsafe: bool) -> tuple[Statistics, Statistics]:
@@ -211,7 +220,8 @@ def _diffusers_statistics(folder: Path, config: dict, allow_unsafe: bool) -> tup
     if video_file.is_file():
         video = _read_statistics(video_file, allow_unsafe)
     elif config.get("latents_mean") is not None and config.get("latents_std") is not None:
-        video = (torch.tensor(config["latents_mean"]), torch.tensor(config["latents_std"]))
+        fix = "correct latents_mean/latents_std or add mean_std.pt"
+        video = _checked_statistics(config["latents_mean"], config["latents_std"], folder / "config.json", fix)
     else:
         raise UserError(f"{video_file}: missing, and {folder / 'config.json'} has no latents_mean/latents_std")
     if image_file.is_file():
