@@ -21,6 +21,7 @@ if importlib.util.find_spec("cosmos_predict1") is None:  # run as `python script
 
 from cosmos_predict1.arguments import Parser
 from cosmos_predict1.diffusion.assets import REPOSITORY_ROOT
+from cosmos_predict1.diffusion.pixel_limit import replace_pillow_guard
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.evaluation import compare, write_reports
 from cosmos_predict1.evaluation.reports import summary_markdown
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Evaluate, write the reports, print the summary; 0 on success, 2 with a one-line message on bad input."""
     args = build_parser().parse_args(argv)
+    replace_pillow_guard()
     try:
         comparison = compare(
             args.predictions,

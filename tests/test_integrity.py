@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -33,6 +35,7 @@ from test_reliability import (
 )
 from test_scripts import extract, write_video
 
+from conftest import REPO_ROOT
 from cosmos_predict1 import ForwardPipeline
 from cosmos_predict1.diffusion import pixel_limit
 from cosmos_predict1.diffusion.envmap import check_camera_rotations, read_hdr
@@ -140,13 +143,40 @@ def test_the_limit_follows_the_environment_variable(tmp_path: Path, monkeypatch:
     assert read_image(path).shape == (16, 20, 3)
 
 
-def test_pillow_follows_this_limit_not_its_own(tmp_path: Path) -> None:
-    """Pillow alone refuses images over 2 × 89 M pixels at ``Image.open``; a 200 M-pixel file is within this limit."""
+@pytest.fixture(autouse=True)
+def as_in_the_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow's guard replaced by the pixel limit, as the scripts do (restored after each test)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+
+
+def test_in_a_python_process_pillows_guard_also_refuses_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's default
+    path = png_declaring(tmp_path / "wide.png", 200_000, 1000, np.uint8)
+    with pytest.raises(pixel_limit.TooManyPixels, match=r"exceeds limit of 178956970 pixels.*replace_pillow_guard"):
+        read_image(path)
+
+
+def test_pillow_follows_this_limit_not_its_own_in_the_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow alone refuses images over 2 × 89 M pixels at ``Image.open``; a 200 M-pixel file is within this limit,
+    which the scripts put in the place of Pillow's."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's default
     path = png_declaring(tmp_path / "wide.png", 200_000, 1000, np.uint8)
     assert 200_000 * 1000 <= DEFAULT_MAX_PIXELS
+    pixel_limit.replace_pillow_guard()
     pixel_limit.check_declared_size(path)
     with Image.open(path) as image:
         assert image.size == (200_000, 1000)
+
+
+def test_importing_the_package_leaves_pillows_guard_alone() -> None:
+    """A Python caller's process keeps Pillow's decompression-bomb guard."""
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import cosmos_predict1.diffusion.frames, "
+        "cosmos_predict1.evaluation; assert Image.MAX_IMAGE_PIXELS == before is not None"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "-5", "1e9", "1" * 40, "²"])

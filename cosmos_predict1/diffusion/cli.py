@@ -26,7 +26,7 @@ from cosmos_predict1.boundary import failure, report
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
 
-from . import distributed, timing
+from . import distributed, pixel_limit, timing
 from .options import (
     FIT_MODES,
     OUTPUT_SIZES,
@@ -257,6 +257,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     logging.captureWarnings(True)
     run_start = timing.start_run()
     try:
+        pixel_limit.replace_pillow_guard()  # this process's decoders all check the declared size first
         job = start(args)
         from . import run_loop, writers  # the run's libraries, once the arguments are known to be good
 

@@ -10,8 +10,9 @@ float32 RGB that one image is decoded to. The headers are read by the library th
 ``.exr`` (every part's data window), a parser of the Radiance resolution line for ``.hdr``, Pillow (lazily, without
 decoding) for the rest; videos report their frame size in ffmpeg's metadata.
 
-Pillow's own decompression-bomb guard is switched off here, as this check replaces it for every decoder (Pillow's
-covers only Pillow, warns from 89 megapixels and cannot be raised per call).
+Pillow's own decompression-bomb guard covers only Pillow, warns from 89 megapixels, refuses from 179 and cannot be
+raised per call. The scripts switch it off (``replace_pillow_guard``), as this check replaces it for every decoder;
+importing the package leaves it alone, so a Python caller's process keeps Pillow's stricter guard.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ VIDEO_FACTOR = 4
 RADIANCE_HEADER_BYTES = 1 << 16  # the variable lines before the resolution line; real headers take ~100 bytes
 _RADIANCE_RESOLUTION = re.compile(rb"([-+])([XY]) (\d{1,10}) ([-+])([XY]) (\d{1,10})")
 
-Image.MAX_IMAGE_PIXELS = None  # see the module docstring: check_declared_size guards Pillow too
+
+def replace_pillow_guard() -> None:
+    """Switch off Pillow's decompression-bomb guard in favour of this module's limit, for the whole process: for the
+    scripts' own processes only (see the module docstring)."""
+    Image.MAX_IMAGE_PIXELS = None
 
 
 class TooManyPixels(UserError):
@@ -65,8 +70,14 @@ def declared_sizes(path: Path) -> list[tuple[int, int]]:
         return _exr_sizes(path)
     if suffix == ".hdr":
         return [_radiance_size(path)]
-    with Image.open(path) as image:
-        width, height = image.size
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as err:  # only where Pillow's guard is on (see replace_pillow_guard)
+        raise TooManyPixels(
+            f"{path}: {str(err).rstrip('.')}; shrink the file, or call {__name__}.replace_pillow_guard() to rely on "
+            f"{MAX_PIXELS_VARIABLE} alone."
+        ) from err
     return [(height, width)]
 
 
