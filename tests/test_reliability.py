@@ -40,6 +40,7 @@ from cosmos_predict1.diffusion.inference import inference_inverse_renderer as in
 from cosmos_predict1.diffusion.renderer import InverseRenderer
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.temporary import TEMPORARY_NAME
 
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 INVERSE_SCRIPT = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
@@ -95,7 +96,7 @@ def finished_files(folder: Path) -> dict[str, bytes]:
 def assert_no_leftovers(folder: Path) -> None:
     """No temporary file anywhere under ``folder``, and every output in it is complete (it decodes)."""
     for path in folder.rglob("*") if folder.is_dir() else []:
-        assert not io.TEMPORARY_NAME.fullmatch(path.name), path
+        assert not TEMPORARY_NAME.fullmatch(path.name), path
         if path.is_file():
             assert (iio.imread(path) if path.suffix == ".mp4" else read_image(path)).size > 0, path
 
@@ -529,8 +530,9 @@ def test_every_output_is_written_under_a_temporary_name_and_renamed(
     assert {path.suffix for path in written} == {".exr", ".png", ".jpg", ".mp4"}
     for source, target in renames:
         if target in written:
-            assert source == io.temporary_path(target) and source.parent == target.parent
-            assert io.TEMPORARY_NAME.fullmatch(source.name)["pid"] == str(os.getpid())
+            match = TEMPORARY_NAME.fullmatch(source.name)
+            assert source.parent == target.parent and match["stem"] + match["suffix"] == target.name
+            assert match["pid"] == str(os.getpid())
     assert_no_leftovers(out)
 
 
@@ -544,31 +546,36 @@ def finished_process_id() -> int:
 def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path: Path) -> None:
     dead = finished_process_id()
     stale = [
-        tmp_path / f".image.depth.tmp-{dead}.jpg",
-        tmp_path / "gbuffer_frames" / "c" / f".0000.0000.normal.tmp-{dead}.exr",
+        tmp_path / f".image.depth.cosmos-tmp-{dead}-0123abcd.jpg",
+        tmp_path / "gbuffer_frames" / "c" / f".0000.0000.normal.cosmos-tmp-{dead}-89abcdef.exr",
     ]
     kept = [
-        tmp_path / f".image.normal.tmp-{os.getpid()}.jpg",  # a live run's file in progress
+        tmp_path / f".image.normal.cosmos-tmp-{os.getpid()}-0123abcd.jpg",  # a live run's file in progress
+        tmp_path / f".image.depth.tmp-{dead}.jpg",  # a user's file named like an older version's temporary file
+        tmp_path / f".image.depth.cosmos-tmp-{dead}.jpg",  # not exactly the marked form: no token
+        tmp_path / f".image.depth.cosmos-tmp-{dead}-0123ABCD.jpg",
+        tmp_path / f"image.depth.cosmos-tmp-{dead}-0123abcd.jpg",  # not hidden
         tmp_path / ".image.tmp-abc.jpg",
-        tmp_path / "image.tmp-1.jpg",
         tmp_path / ".hidden.jpg",
         tmp_path / "image.depth.jpg",
     ]
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
+    (tmp_path / f".folder.cosmos-tmp-{dead}-0123abcd").mkdir()  # a folder is never ours
     assert io.prepare_output_folder(tmp_path) == 2
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert (tmp_path / f".folder.cosmos-tmp-{dead}-0123abcd").is_dir()
     assert io.prepare_output_folder(tmp_path / "not" / "yet") == 0
 
 
 def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
     write_images(tmp_path / "in", ["image.png"])
-    (tmp_path / "in" / ".image.depth.tmp-123.png").write_bytes(b"partial")
+    (tmp_path / "in" / ".image.depth.cosmos-tmp-123-0123abcd.png").write_bytes(b"partial")
     items = data.inverse_work_items(tmp_path / "in", 1, group_mode="webdataset")
     assert [item.clip_name for item in items] == ["image"]
     gbuffers = write_gbuffers(tmp_path / "gbuffer_frames", passes=("depth",))
-    (gbuffers / "clip" / ".0000.0000.normal.tmp-123.jpg").write_bytes(b"partial")
+    (gbuffers / "clip" / ".0000.0000.normal.cosmos-tmp-123-0123abcd.jpg").write_bytes(b"partial")
     (clip,) = data.gbuffer_clips(gbuffers, 1)
     assert list(clip.passes) == ["depth"]
 
@@ -606,14 +613,14 @@ def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tm
     assert 0 < len(done) < len(reference), "the run was not interrupted in the middle"
     assert all(content == reference[name] for name, content in done.items())  # nothing partial under a final name
 
-    stale = out / "gbuffer_frames" / "image_09" / f".0000.0000.depth.tmp-{killed.pid}.jpg"
+    stale = out / "gbuffer_frames" / "image_09" / f".0000.0000.depth.cosmos-tmp-{killed.pid}-0123abcd.jpg"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half a JPEG")  # what a kill during a write leaves
     rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
     assert "temporary file(s) left in" in rerun.stderr
     assert finished_files(out) == reference
-    assert not [path for path in out.rglob("*") if io.TEMPORARY_NAME.fullmatch(path.name)]
+    assert not [path for path in out.rglob("*") if TEMPORARY_NAME.fullmatch(path.name)]
 
 
 # ----------------------------------------------------------------------------------------------- real stderr
@@ -982,27 +989,26 @@ def full_disk_pillow(monkeypatch: pytest.MonkeyPatch) -> str:
     return "No space left on device"
 
 
+def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """The writers' ffmpeg replaced by the shell ``script`` (frames on its stdin, the output path as $1, messages
+    to its stderr), started the way the writers start ffmpeg."""
+
+    def start(path: Path, width: int, height: int, fps: int, messages: object) -> subprocess.Popen:
+        command = ["sh", "-c", script, "ffmpeg", str(path)]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=messages)
+
+    monkeypatch.setattr(io, "_start_ffmpeg", start)
+
+
 def full_disk_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> str:
-    """ffmpeg exiting after two frames: imageio-ffmpeg then raises an OSError with the broken pipe."""
-    get_writer = io.imageio_v2.get_writer
-
-    def breaking_writer(*args: object, **kwargs: object):
-        writer = get_writer(*args, **kwargs)
-        append, sent = writer.append_data, []
-
-        def append_data(frame: np.ndarray) -> None:
-            sent.append(frame)
-            if len(sent) == 3:
-                raise OSError(
-                    f"[Errno {errno.EPIPE}] Broken pipe\n\nFFMPEG COMMAND:\nffmpeg ...\n\nFFMPEG STDERR OUTPUT:\n"
-                )
-            append(frame)
-
-        writer.append_data = append_data
-        return writer
-
-    monkeypatch.setattr(io.imageio_v2, "get_writer", breaking_writer)
-    return "ffmpeg stopped early ([Errno 32] Broken pipe)"
+    """ffmpeg on a full disk: it takes every frame, writes part of the file, fails at the trailer (exit status 228,
+    its "Error writing trailer" line on stderr); imageio would report nothing."""
+    fake_ffmpeg(
+        monkeypatch,
+        'cat > /dev/null; printf "\\000\\000\\000\\040ftypisom" > "$1"; '
+        'echo "[out#0/mp4 @ 0x5581e0] Error writing trailer: No space left on device" >&2; exit 228',
+    )
+    return "ffmpeg failed: Error writing trailer: No space left on device"
 
 
 @pytest.mark.parametrize(
@@ -1011,7 +1017,7 @@ def full_disk_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> str:
         pytest.param(full_disk_openexr, ["--output_format", "exr"], id="exr-openexr-runtime-error"),
         pytest.param(full_disk_pillow, [], id="jpg-enospc"),
         pytest.param(
-            full_disk_ffmpeg, ["--num_video_frames", "57", "--group_mode", "folder", *SMALL], id="mp4-broken-pipe"
+            full_disk_ffmpeg, ["--num_video_frames", "57", "--group_mode", "folder", *SMALL], id="mp4-ffmpeg-status"
         ),
     ],
 )
@@ -1065,27 +1071,20 @@ for name, write in writes.items():
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ffmpeg_exiting_at_once_is_one_line(tmp_path: Path) -> None:
+def test_ffmpeg_exiting_at_once_is_one_line_with_its_reason(tmp_path: Path) -> None:
     # The command line refuses --fps -5 first; this is the writer's own guard when ffmpeg exits at once.
-    with pytest.raises(UserError, match=r"Cannot write .*clip.mp4: ffmpeg stopped early \(\[Errno 32\] Broken pipe\)"):
+    with pytest.raises(UserError, match=r"Cannot write .*clip.mp4: ffmpeg stopped early: .*framerate.*-5; check"):
         io.write_video(tmp_path / "clip.mp4", np.zeros((40, 64, 64, 3), np.uint8), fps=-5)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_video_check_without_imageio_internals_counts_the_frames(
+def test_an_encoder_that_reports_success_but_leaves_a_cut_file_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where imageio's ffmpeg process cannot be reached, the written video's frames are counted instead."""
-    import imageio_ffmpeg
-
-    monkeypatch.setattr(io, "_ffmpeg_process", lambda writer: None)
-    frames = np.zeros((3, 16, 16, 3), np.uint8)
-    io.write_video(tmp_path / "whole.mp4", frames, fps=24)
-    assert len(iio.imread(tmp_path / "whole.mp4")) == 3
-    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", lambda path: (1, 0.04))  # ffmpeg stopped after one
-    with pytest.raises(UserError, match=r"cut\.mp4: ffmpeg wrote 1 of 3 frames; check free space"):
-        io.write_video(tmp_path / "cut.mp4", frames, fps=24)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["whole.mp4"]
+    fake_ffmpeg(monkeypatch, 'cat > /dev/null; printf "\\000\\000\\000\\040ftypisom" > "$1"')  # exit status 0
+    with pytest.raises(UserError, match=r"cut\.mp4: the encoder left an incomplete file .*; check free space"):
+        io.write_video(tmp_path / "cut.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=24)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------------------- long names

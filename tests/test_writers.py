@@ -139,21 +139,8 @@ def test_failed_image_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.M
     assert (tmp_path / "keep.jpg").read_bytes() == b"old"
 
 
-class FailingVideoWriter:
-    """Stands in for imageio's ffmpeg writer: creates the file, then fails on the first frame."""
-
-    def __init__(self, path: Path, *args: object, **kwargs: object) -> None:
-        Path(path).write_bytes(b"partial")
-
-    def append_data(self, frame: object) -> None:
-        raise RuntimeError("encoder failed")
-
-    def close(self) -> None:
-        pass
-
-
 def test_failed_video_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(io.imageio_v2, "get_writer", FailingVideoWriter)
+    monkeypatch.setattr(io, "_start_ffmpeg", failing_after_partial_write)
     with pytest.raises(RuntimeError, match="encoder failed"):
         io.write_clip(tmp_path / "clip.mp4", random_frames(3, 4, 4, 3), fps=24)
     assert listing(tmp_path) == []

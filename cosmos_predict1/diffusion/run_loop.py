@@ -4,9 +4,10 @@ A script describes its run as a ``Job``: its work items and their outputs, the f
 item's inputs are read, rendered and written, and what is built from several items at the end (stitched videos).
 ``run`` does the rest, the same way for both:
 
-- **Resume.** An item whose files all exist is skipped (``overwrite`` redoes it). An unfinished item is redone
-  whole: outputs are sampled in batches, and which outputs share a batch can change the floating-point result, so
-  only the same batches make a resumed run's files byte-identical to an uninterrupted run's.
+- **Resume.** An item whose files all exist and are complete (``integrity.is_complete``: a truncated file is
+  not) is skipped (``overwrite`` redoes it). An unfinished item is redone whole: outputs are sampled in batches,
+  and which outputs share a batch can change the floating-point result, so only the same batches make a resumed
+  run's files byte-identical to an uninterrupted run's.
 - **Sharing** under torchrun: the pending outputs are cut where the renderer's batches end and split into one
   contiguous run per rank (``distributed.shard``); ``keep_items_whole`` keeps each item on one rank.
 - **Overlap.** While the GPU samples item i, a reader thread loads item i + 1's frames and writer threads encode and
@@ -17,12 +18,12 @@ item's inputs are read, rendered and written, and what is built from several ite
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import distributed, timing
+from . import distributed, integrity, timing
 from .options import OutputOptions
 from .progress import Progress
 
@@ -47,7 +48,7 @@ class Job(ABC, Generic[Item, Output]):
 
     @abstractmethod
     def output_files(self, item: Item, output: Output) -> list[Path]:
-        """The files one output of an item writes (all must exist for it to count as done)."""
+        """The files one output of an item writes (all must be complete for it to count as done)."""
 
     def item_files(self, item: Item) -> list[Path]:
         """Files an item writes once for all its outputs (e.g. its contact sheet)."""
@@ -84,14 +85,22 @@ class Job(ABC, Generic[Item, Output]):
 
 
 def pending_work(job: Job, overwrite: bool) -> tuple[list, list]:
-    """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs)."""
+    """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs).
+
+    ``UserError`` first if a folder on the way to an output is a link (``integrity.check_inside``).
+    """
     work = job.work()
-
-    def done(item: Any, outputs: Sequence) -> bool:
-        files = [path for output in outputs for path in job.output_files(item, output)] + job.item_files(item)
-        return all(path.is_file() for path in files)
-
-    return work, [(item, list(outputs)) for item, outputs in work if overwrite or not done(item, outputs)]
+    files = [
+        [path for output in outputs for path in job.output_files(item, output)] + job.item_files(item)
+        for item, outputs in work
+    ]
+    integrity.check_inside(job.output.folder, (path for paths in files for path in paths))
+    todo = [
+        (item, list(outputs))
+        for (item, outputs), paths in zip(work, files)
+        if overwrite or not all(integrity.is_complete(path) for path in paths)
+    ]
+    return work, todo
 
 
 def my_share(todo: list, batches: BatchRule, keep_items_whole: bool) -> list:
