@@ -117,6 +117,12 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
         _write_bytes(temporary, iio.imwrite("<bytes>", frame, plugin="pillow", extension=suffix, **options))
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` as a UTF-8 file (reports)."""
+    with _atomic(Path(path)) as temporary:
+        _write_bytes(temporary, text.encode("utf-8"))
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     """uint8 ``[T, H, W, 3]`` → H.264 MP4 (see ``video_writer``)."""
     frames = _checked(frames, np.uint8, leading_axes=1)
