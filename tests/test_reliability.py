@@ -15,9 +15,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,9 +36,11 @@ from test_scripts import download, extract
 from conftest import REPO_ROOT
 from cosmos_predict1.diffusion import data, layout
 from cosmos_predict1.diffusion import writers as io
+from cosmos_predict1.diffusion.cli import INTERRUPTED
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+from cosmos_predict1.diffusion.integrity import is_complete
 from cosmos_predict1.diffusion.renderer import InverseRenderer
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
@@ -580,6 +584,15 @@ def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
     assert list(clip.passes) == ["depth"]
 
 
+def started_until_first_output(command: list[str], out: Path, **popen: object) -> subprocess.Popen:
+    """``command`` started from the repository root, once its first output file is under ``out`` (or it ended)."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 120
+    while not finished_files(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process
+
+
 def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
     common = [
@@ -603,10 +616,7 @@ def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tm
 
     out = tmp_path / "out"
     command = [sys.executable, INVERSE_SCRIPT, *common, "--video_save_folder", str(out)]
-    killed = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not finished_files(out) and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    killed = started_until_first_output(command, out, stderr=subprocess.DEVNULL)
     killed.kill()
     killed.wait()
     done = finished_files(out)
@@ -621,6 +631,165 @@ def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tm
     assert "temporary file(s) left in" in rerun.stderr
     assert finished_files(out) == reference
     assert not [path for path in out.rglob("*") if TEMPORARY_NAME.fullmatch(path.name)]
+
+
+# ----------------------------------------------------------------------------------------------- verified writes
+
+
+def assert_all_complete(folder: Path) -> None:
+    """Every file under ``folder`` is complete (``integrity.is_complete``), and none is a temporary file."""
+    for path in folder.rglob("*"):
+        assert not TEMPORARY_NAME.fullmatch(path.name), path
+        assert path.is_dir() or is_complete(path), path
+
+
+def test_full_disk_at_the_end_of_a_write_is_one_line_and_the_rerun_redoes_it(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data is taken, but flushing it to disk fails (ENOSPC at fsync, as on a full disk): exit code 2, one
+    line, no file under a final name; the rerun writes everything."""
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(io.os, "fsync", full_disk)
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, "Cannot write", "the disk is full (No space left on device)", "check free space")
+    assert finished_files(out) == {}
+    assert_no_leftovers(out)
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert rerun.code == 0 and "Done: 2 work item(s), 4 file(s)" in rerun.output, rerun.output
+    assert_all_complete(out)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, mounted for the test (root only; skipped where it cannot be mounted)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_really_full_disk_leaves_only_complete_files_and_the_rerun_finishes(
+    tiny_checkpoints: Path, images: Path, tiny_disk: Path
+) -> None:
+    filler = tiny_disk / "filler"
+    stats = os.statvfs(tiny_disk)
+    filler.write_bytes(bytes(stats.f_bavail * stats.f_frsize - 2 * 4096))  # room for two small files
+    out = tiny_disk / "out"
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, "Cannot write", "the disk is full", "check free space")
+    assert_all_complete(out)
+    assert len(finished_files(out)) < 4
+    filler.unlink()
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert rerun.code == 0 and "Nothing to do" not in rerun.output, rerun.output
+    assert len(finished_files(out)) == 4
+    assert_all_complete(out)
+
+
+def test_truncated_outputs_of_an_older_run_are_redone(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    """A JPEG and an MP4 cut short under their final names (what an older version left on a full disk) do not count
+    as done: the rerun redoes their item, and the files are those of an uninterrupted run."""
+    write_images(tmp_path / "in", ["clip"], frames=3)
+    options = ["--num_video_frames", "57", "--group_mode", "folder", *SMALL]
+    reference_run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "ref"), *options)
+    assert reference_run.code == 0, reference_run.output
+    reference = finished_files(tmp_path / "ref")
+    out = shutil.copytree(tmp_path / "ref", tmp_path / "out")
+    cut = [out / "clip.depth.mp4", next((out / "gbuffer_frames" / "clip").glob("*.jpg"))]
+    for path in cut:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", out), *options)
+    assert rerun.code == 0 and "Done: 1 work item(s)" in rerun.output, rerun.output
+    assert finished_files(out) == reference
+
+
+def test_empty_output_folder_is_refused(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"), "--video_save_folder", "")
+    assert_user_error(run, "--video_save_folder is empty: give the folder for the outputs")
+
+
+def test_output_folder_inside_the_dataset_is_refused(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["image.png"])
+    for dataset, out in [(tmp_path / "in", tmp_path / "in" / "out"), (tmp_path / "in", tmp_path / "in")]:
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(dataset, out))
+        assert_user_error(run, f"--video_save_folder {out} is inside --dataset_path {dataset}", "outside the dataset")
+    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, gbuffers / "clip" / "relit"))
+    assert_user_error(run, "is inside --dataset_path", "choose an output folder outside the dataset")
+    assert sorted(path.name for path in (tmp_path / "in").iterdir()) == ["image.png"]
+
+
+def test_writes_never_follow_links_out_of_the_output_folder(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path
+) -> None:
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "gbuffer_frames").symlink_to(elsewhere)  # a link to a folder on the way to outputs: refused
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, f"{out / 'gbuffer_frames'} is a symbolic link to {elsewhere}", "remove the link")
+    assert list(elsewhere.iterdir()) == []
+
+    (out / "gbuffer_frames").unlink()
+    precious = tmp_path / "precious.jpg"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(precious)
+    before = precious.read_bytes()
+    (out / "image_a.depth.jpg").symlink_to(precious)  # a link at an output's path: replaced, its target untouched
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert run.code == 0, run.output
+    assert precious.read_bytes() == before
+    assert not (out / "image_a.depth.jpg").is_symlink() and is_complete(out / "image_a.depth.jpg")
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        INVERSE_SCRIPT,
+        *inverse_args(tmp_path / "in", out),
+        *("--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", *SIZE, "--num_steps", "10"),
+    ]
+    process = started_until_first_output(command, out, stderr=subprocess.PIPE, text=True)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.rstrip().splitlines()[-1] == INTERRUPTED
+    assert "Traceback" not in stderr
+    assert 0 < len(finished_files(out)) < 20
+    assert_all_complete(out)
+
+
+def test_sighup_ends_a_run_like_ctrl_c(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render, calls = InverseRenderer.render, []
+    handler = signal.getsignal(signal.SIGHUP)
+
+    def hang_up_at_second_item(*args: object, **kwargs: object):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGHUP)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(InverseRenderer, "render", hang_up_at_second_item)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert run.code == 128 + signal.SIGHUP and run.last_line == INTERRUPTED, run.output
+    expected = ["gbuffer_frames/image_a/0000.0000.depth.jpg", "image_a.depth.jpg"]
+    assert sorted(finished_files(tmp_path / "out")) == expected
+    assert_no_leftovers(tmp_path / "out")
+    assert signal.getsignal(signal.SIGHUP) is handler  # the run's handlers are gone
 
 
 # ----------------------------------------------------------------------------------------------- real stderr
