@@ -9,7 +9,7 @@ a few hundred bytes per file and checks the end that each format writes last:
 - MP4: top-level boxes that fill the file exactly, one of them the movie box ``moov`` (ffmpeg writes it last);
 - OpenEXR (single-part scan lines, as the writers write it): the magic number, a header that parses, and a table
   of chunk offsets (OpenEXR fills it last) whose chunks all lie inside the file;
-- any other ending: a non-empty file.
+- any other ending (reports): a regular file.
 
 A link is never complete: it is rewritten, and the rename replaces the link itself. ``check_inside`` refuses a link
 to a folder on the way from the output folder to an output (writes through it would land outside the folder).
@@ -41,7 +41,7 @@ def is_complete(path: Path) -> bool:
         info = path.lstat()
     except OSError:
         return False
-    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
         return False
     check = {".jpg": _jpeg, ".jpeg": _jpeg, ".png": _png, ".mp4": _mp4, ".exr": _exr}.get(path.suffix.lower())
     if check is None:
