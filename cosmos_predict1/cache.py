@@ -1,7 +1,8 @@
 """The project's cache folder: converted tokenizer weights and PyTorch's compiled kernels, kept between runs.
 
 Location: ``$COSMOS_CACHE_DIR``, else ``$XDG_CACHE_HOME/cosmos_predict1``, else ``~/.cache/cosmos_predict1``.
-Deleting it is always safe: everything in it is rebuilt when needed.
+Deleting it is always safe: everything in it is rebuilt when needed. Caches of whole files (the tokenizer's) stay
+small with ``prune``: only their most recently used entries are kept.
 
 A cache is a place where a planted file could be trusted, so its folders are private: created with mode 0700, and a
 folder that another user owns or that others may write to is not used (the run then rebuilds in a fresh private
@@ -15,7 +16,10 @@ import logging
 import os
 import stat
 import tempfile
+from contextlib import suppress
 from pathlib import Path
+
+from cosmos_predict1.temporary import remove_stale
 
 log = logging.getLogger("cosmos_predict1")
 
@@ -47,3 +51,18 @@ def private_folder(name: str) -> Path:
         reason = err.strerror or str(err)
     log.warning("not using the cache folder %s (%s); caching in a temporary folder for this run only", folder, reason)
     return Path(tempfile.mkdtemp(prefix=f"cosmos_predict1_{name}_"))
+
+
+def prune(folder: Path, suffix: str, keep: int) -> None:
+    """Keep the ``keep`` most recently used entries of a cache folder (its files ending in ``suffix``, by
+    modification time: a read marks an entry used with ``os.utime``); remove the others, and the temporary files
+    that killed processes left there. What cannot be removed stays (a cache only costs disk space)."""
+    remove_stale(folder)
+    entries = []
+    for path in folder.iterdir():
+        if path.name.endswith(suffix) and not path.name.startswith("."):
+            with suppress(OSError):
+                entries.append((path.stat().st_mtime_ns, path))
+    for _, path in sorted(entries, reverse=True)[keep:]:
+        with suppress(OSError):
+            path.unlink()

@@ -58,7 +58,7 @@ def test_images_write_every_expected_file(image_run: tuple[Path, Path]) -> None:
             video = iio.imread(out / f"{clip.replace('/', '__')}.{name}.jpg")  # 1-frame rule: .jpg, not .mp4
             assert video.shape == (64, 96, 3)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert len(files) == 2 * 5 * 2 and not [f for f in files if ".tmp-" in f]
+    assert len(files) == 2 * 5 * 2 and not [f for f in files if "cosmos-tmp-" in f]
 
 
 def test_subset_of_passes_reproduces_the_same_pixels(

@@ -15,9 +15,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,12 +36,15 @@ from test_scripts import download, extract
 from conftest import REPO_ROOT
 from cosmos_predict1.diffusion import data, layout
 from cosmos_predict1.diffusion import writers as io
+from cosmos_predict1.diffusion.cli import INTERRUPTED
 from cosmos_predict1.diffusion.frames import read_image
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
+from cosmos_predict1.diffusion.integrity import is_complete
 from cosmos_predict1.diffusion.renderer import InverseRenderer
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import FORWARD_MODEL, INVERSE_MODEL, TOKENIZER
+from cosmos_predict1.temporary import TEMPORARY_NAME
 
 PASSES = ("basecolor", "normal", "depth", "roughness", "metallic")
 INVERSE_SCRIPT = "cosmos_predict1/diffusion/inference/inference_inverse_renderer.py"
@@ -95,7 +100,7 @@ def finished_files(folder: Path) -> dict[str, bytes]:
 def assert_no_leftovers(folder: Path) -> None:
     """No temporary file anywhere under ``folder``, and every output in it is complete (it decodes)."""
     for path in folder.rglob("*") if folder.is_dir() else []:
-        assert not io.TEMPORARY_NAME.fullmatch(path.name), path
+        assert not TEMPORARY_NAME.fullmatch(path.name), path
         if path.is_file():
             assert (iio.imread(path) if path.suffix == ".mp4" else read_image(path)).size > 0, path
 
@@ -528,8 +533,9 @@ def test_every_output_is_written_under_a_temporary_name_and_renamed(
     assert {path.suffix for path in written} == {".exr", ".png", ".jpg", ".mp4"}
     for source, target in renames:
         if target in written:
-            assert source == io.temporary_path(target) and source.parent == target.parent
-            assert io.TEMPORARY_NAME.fullmatch(source.name)["pid"] == str(os.getpid())
+            match = TEMPORARY_NAME.fullmatch(source.name)
+            assert source.parent == target.parent and match["stem"] + match["suffix"] == target.name
+            assert match["pid"] == str(os.getpid())
     assert_no_leftovers(out)
 
 
@@ -543,33 +549,47 @@ def finished_process_id() -> int:
 def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path: Path) -> None:
     dead = finished_process_id()
     stale = [
-        tmp_path / f".image.depth.tmp-{dead}.jpg",
-        tmp_path / "gbuffer_frames" / "c" / f".0000.0000.normal.tmp-{dead}.exr",
+        tmp_path / f".image.depth.cosmos-tmp-{dead}-0123abcd.jpg",
+        tmp_path / "gbuffer_frames" / "c" / f".0000.0000.normal.cosmos-tmp-{dead}-89abcdef.exr",
     ]
     kept = [
-        tmp_path / f".image.normal.tmp-{os.getpid()}.jpg",  # a live run's file in progress
+        tmp_path / f".image.normal.cosmos-tmp-{os.getpid()}-0123abcd.jpg",  # a live run's file in progress
+        tmp_path / f".image.depth.tmp-{dead}.jpg",  # a user's file named like an older version's temporary file
+        tmp_path / f".image.depth.cosmos-tmp-{dead}.jpg",  # not exactly the marked form: no token
+        tmp_path / f".image.depth.cosmos-tmp-{dead}-0123ABCD.jpg",
+        tmp_path / f"image.depth.cosmos-tmp-{dead}-0123abcd.jpg",  # not hidden
         tmp_path / ".image.tmp-abc.jpg",
-        tmp_path / "image.tmp-1.jpg",
         tmp_path / ".hidden.jpg",
         tmp_path / "image.depth.jpg",
     ]
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
+    (tmp_path / f".folder.cosmos-tmp-{dead}-0123abcd").mkdir()  # a folder is never ours
     assert io.prepare_output_folder(tmp_path) == 2
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert (tmp_path / f".folder.cosmos-tmp-{dead}-0123abcd").is_dir()
     assert io.prepare_output_folder(tmp_path / "not" / "yet") == 0
 
 
 def test_discovery_ignores_temporary_files(tmp_path: Path) -> None:
     write_images(tmp_path / "in", ["image.png"])
-    (tmp_path / "in" / ".image.depth.tmp-123.png").write_bytes(b"partial")
+    (tmp_path / "in" / ".image.depth.cosmos-tmp-123-0123abcd.png").write_bytes(b"partial")
     items = data.inverse_work_items(tmp_path / "in", 1, group_mode="webdataset")
     assert [item.clip_name for item in items] == ["image"]
     gbuffers = write_gbuffers(tmp_path / "gbuffer_frames", passes=("depth",))
-    (gbuffers / "clip" / ".0000.0000.normal.tmp-123.jpg").write_bytes(b"partial")
+    (gbuffers / "clip" / ".0000.0000.normal.cosmos-tmp-123-0123abcd.jpg").write_bytes(b"partial")
     (clip,) = data.gbuffer_clips(gbuffers, 1)
     assert list(clip.passes) == ["depth"]
+
+
+def started_until_first_output(command: list[str], out: Path, **popen: object) -> subprocess.Popen:
+    """``command`` started from the repository root, once its first output file is under ``out`` (or it ended)."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 120
+    while not finished_files(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process
 
 
 @pytest.mark.slow
@@ -596,24 +616,180 @@ def test_killed_run_resumes_to_byte_identical_outputs(tiny_checkpoints: Path, tm
 
     out = tmp_path / "out"
     command = [sys.executable, INVERSE_SCRIPT, *common, "--video_save_folder", str(out)]
-    killed = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not finished_files(out) and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    killed = started_until_first_output(command, out, stderr=subprocess.DEVNULL)
     killed.kill()
     killed.wait()
     done = finished_files(out)
     assert 0 < len(done) < len(reference), "the run was not interrupted in the middle"
     assert all(content == reference[name] for name, content in done.items())  # nothing partial under a final name
 
-    stale = out / "gbuffer_frames" / "image_09" / f".0000.0000.depth.tmp-{killed.pid}.jpg"
+    stale = out / "gbuffer_frames" / "image_09" / f".0000.0000.depth.cosmos-tmp-{killed.pid}-0123abcd.jpg"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half a JPEG")  # what a kill during a write leaves
     rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
     assert "temporary file(s) left in" in rerun.stderr
     assert finished_files(out) == reference
-    assert not [path for path in out.rglob("*") if io.TEMPORARY_NAME.fullmatch(path.name)]
+    assert not [path for path in out.rglob("*") if TEMPORARY_NAME.fullmatch(path.name)]
+
+
+# ----------------------------------------------------------------------------------------------- verified writes
+
+
+def assert_all_complete(folder: Path) -> None:
+    """Every file under ``folder`` is complete (``integrity.is_complete``), and none is a temporary file."""
+    for path in folder.rglob("*"):
+        assert not TEMPORARY_NAME.fullmatch(path.name), path
+        assert path.is_dir() or is_complete(path), path
+
+
+def test_full_disk_at_the_end_of_a_write_is_one_line_and_the_rerun_redoes_it(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data is taken, but flushing it to disk fails (ENOSPC at fsync, as on a full disk): exit code 2, one
+    line, no file under a final name; the rerun writes everything."""
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(io.os, "fsync", full_disk)
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, "Cannot write", "the disk is full (No space left on device)", "check free space")
+    assert finished_files(out) == {}
+    assert_no_leftovers(out)
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert rerun.code == 0 and "Done: 2 images, 4 files" in rerun.output, rerun.output
+    assert_all_complete(out)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, mounted for the test (root only; skipped where it cannot be mounted)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_really_full_disk_leaves_only_complete_files_and_the_rerun_finishes(
+    tiny_checkpoints: Path, images: Path, tiny_disk: Path
+) -> None:
+    filler = tiny_disk / "filler"
+    stats = os.statvfs(tiny_disk)
+    filler.write_bytes(bytes(stats.f_bavail * stats.f_frsize - 2 * 4096))  # room for two small files
+    out = tiny_disk / "out"
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, "Cannot write", "the disk is full", "check free space")
+    assert_all_complete(out)
+    assert len(finished_files(out)) < 4
+    filler.unlink()
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert rerun.code == 0 and "Nothing to do" not in rerun.output, rerun.output
+    assert len(finished_files(out)) == 4
+    assert_all_complete(out)
+
+
+def test_truncated_outputs_of_an_older_run_are_redone(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    """A JPEG and an MP4 cut short under their final names (what an older version left on a full disk) do not count
+    as done: the rerun redoes their item, and the files are those of an uninterrupted run."""
+    write_images(tmp_path / "in", ["clip"], frames=3)
+    options = ["--num_video_frames", "57", "--group_mode", "folder", *SMALL]
+    reference_run = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", tmp_path / "ref"), *options)
+    assert reference_run.code == 0, reference_run.output
+    reference = finished_files(tmp_path / "ref")
+    out = shutil.copytree(tmp_path / "ref", tmp_path / "out")
+    cut = [out / "clip.depth.mp4", next((out / "gbuffer_frames" / "clip").glob("*.jpg"))]
+    for path in cut:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rerun = run_cli(inverse, tiny_checkpoints, *inverse_args(tmp_path / "in", out), *options)
+    assert rerun.code == 0 and "Done: 1 chunk," in rerun.output, rerun.output
+    assert finished_files(out) == reference
+
+
+def test_empty_output_folder_is_refused(tiny_checkpoints: Path, images: Path, tmp_path: Path) -> None:
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"), "--video_save_folder", "")
+    assert_user_error(run, "--video_save_folder is empty: give the folder for the outputs")
+
+
+def test_output_folder_inside_the_dataset_is_refused(tiny_checkpoints: Path, gbuffers: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["image.png"])
+    for dataset, out in [(tmp_path / "in", tmp_path / "in" / "out"), (tmp_path / "in", tmp_path / "in")]:
+        run = run_cli(inverse, tiny_checkpoints, *inverse_args(dataset, out))
+        assert_user_error(run, f"--video_save_folder {out} is inside --dataset_path {dataset}", "outside the dataset")
+    run = run_cli(forward, tiny_checkpoints, *forward_args(gbuffers, gbuffers / "clip" / "relit"))
+    assert_user_error(run, "is inside --dataset_path", "choose an output folder outside the dataset")
+    assert sorted(path.name for path in (tmp_path / "in").iterdir()) == ["image.png"]
+
+
+def test_writes_never_follow_links_out_of_the_output_folder(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path
+) -> None:
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "gbuffer_frames").symlink_to(elsewhere)  # a link to a folder on the way to outputs: refused
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert_user_error(run, f"{out / 'gbuffer_frames'} is a symbolic link to {elsewhere}", "remove the link")
+    assert list(elsewhere.iterdir()) == []
+
+    (out / "gbuffer_frames").unlink()
+    precious = tmp_path / "precious.jpg"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(precious)
+    before = precious.read_bytes()
+    (out / "image_a.depth.jpg").symlink_to(precious)  # a link at an output's path: replaced, its target untouched
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, out))
+    assert run.code == 0, run.output
+    assert precious.read_bytes() == before
+    assert not (out / "image_a.depth.jpg").is_symlink() and is_complete(out / "image_a.depth.jpg")
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(tiny_checkpoints: Path, tmp_path: Path) -> None:
+    write_images(tmp_path / "in", [f"image_{index:02d}.png" for index in range(10)])
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        INVERSE_SCRIPT,
+        *inverse_args(tmp_path / "in", out),
+        *("--checkpoint_dir", str(tiny_checkpoints), "--device", "cpu", *SIZE, "--num_steps", "10"),
+    ]
+    process = started_until_first_output(command, out, stderr=subprocess.PIPE, text=True)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.rstrip().splitlines()[-1] == INTERRUPTED
+    assert "Traceback" not in stderr
+    assert 0 < len(finished_files(out)) < 20
+    assert_all_complete(out)
+
+
+def test_sighup_ends_a_run_like_ctrl_c(
+    tiny_checkpoints: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render, calls = InverseRenderer.render, []
+    handler = signal.getsignal(signal.SIGHUP)
+
+    def hang_up_at_second_item(*args: object, **kwargs: object):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGHUP)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(InverseRenderer, "render", hang_up_at_second_item)
+    run = run_cli(inverse, tiny_checkpoints, *inverse_args(images, tmp_path / "out"))
+    assert run.code == 128 + signal.SIGHUP and run.last_line == INTERRUPTED, run.output
+    expected = ["gbuffer_frames/image_a/0000.0000.depth.jpg", "image_a.depth.jpg"]
+    assert sorted(finished_files(tmp_path / "out")) == expected
+    assert_no_leftovers(tmp_path / "out")
+    assert signal.getsignal(signal.SIGHUP) is handler  # the run's handlers are gone
 
 
 # ----------------------------------------------------------------------------------------------- real stderr
@@ -982,27 +1158,26 @@ def full_disk_pillow(monkeypatch: pytest.MonkeyPatch) -> str:
     return "No space left on device"
 
 
+def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """The writers' ffmpeg replaced by the shell ``script`` (frames on its stdin, the output path as $1, messages
+    to its stderr), started the way the writers start ffmpeg."""
+
+    def start(path: Path, width: int, height: int, fps: int, messages: object) -> subprocess.Popen:
+        command = ["sh", "-c", script, "ffmpeg", str(path)]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=messages)
+
+    monkeypatch.setattr(io, "_start_ffmpeg", start)
+
+
 def full_disk_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> str:
-    """ffmpeg exiting after two frames: imageio-ffmpeg then raises an OSError with the broken pipe."""
-    get_writer = io.imageio_v2.get_writer
-
-    def breaking_writer(*args: object, **kwargs: object):
-        writer = get_writer(*args, **kwargs)
-        append, sent = writer.append_data, []
-
-        def append_data(frame: np.ndarray) -> None:
-            sent.append(frame)
-            if len(sent) == 3:
-                raise OSError(
-                    f"[Errno {errno.EPIPE}] Broken pipe\n\nFFMPEG COMMAND:\nffmpeg ...\n\nFFMPEG STDERR OUTPUT:\n"
-                )
-            append(frame)
-
-        writer.append_data = append_data
-        return writer
-
-    monkeypatch.setattr(io.imageio_v2, "get_writer", breaking_writer)
-    return "ffmpeg stopped early ([Errno 32] Broken pipe)"
+    """ffmpeg on a full disk: it takes every frame, writes part of the file, fails at the trailer (exit status 228,
+    its "Error writing trailer" line on stderr); imageio would report nothing."""
+    fake_ffmpeg(
+        monkeypatch,
+        'cat > /dev/null; printf "\\000\\000\\000\\040ftypisom" > "$1"; '
+        'echo "[out#0/mp4 @ 0x5581e0] Error writing trailer: No space left on device" >&2; exit 228',
+    )
+    return "ffmpeg failed: Error writing trailer: No space left on device"
 
 
 @pytest.mark.parametrize(
@@ -1011,7 +1186,7 @@ def full_disk_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> str:
         pytest.param(full_disk_openexr, ["--output_format", "exr"], id="exr-openexr-runtime-error"),
         pytest.param(full_disk_pillow, [], id="jpg-enospc"),
         pytest.param(
-            full_disk_ffmpeg, ["--num_video_frames", "57", "--group_mode", "folder", *SMALL], id="mp4-broken-pipe"
+            full_disk_ffmpeg, ["--num_video_frames", "57", "--group_mode", "folder", *SMALL], id="mp4-ffmpeg-status"
         ),
     ],
 )
@@ -1066,27 +1241,20 @@ for name, write in writes.items():
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ffmpeg_exiting_at_once_is_one_line(tmp_path: Path) -> None:
+def test_ffmpeg_exiting_at_once_is_one_line_with_its_reason(tmp_path: Path) -> None:
     # The command line refuses --fps -5 first; this is the writer's own guard when ffmpeg exits at once.
-    with pytest.raises(UserError, match=r"Cannot write .*clip.mp4: ffmpeg stopped early \(\[Errno 32\] Broken pipe\)"):
+    with pytest.raises(UserError, match=r"Cannot write .*clip.mp4: ffmpeg stopped early: .*framerate.*-5; check"):
         io.write_video(tmp_path / "clip.mp4", np.zeros((40, 64, 64, 3), np.uint8), fps=-5)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_video_check_without_imageio_internals_counts_the_frames(
+def test_an_encoder_that_reports_success_but_leaves_a_cut_file_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where imageio's ffmpeg process cannot be reached, the written video's frames are counted instead."""
-    import imageio_ffmpeg
-
-    monkeypatch.setattr(io, "_ffmpeg_process", lambda writer: None)
-    frames = np.zeros((3, 16, 16, 3), np.uint8)
-    io.write_video(tmp_path / "whole.mp4", frames, fps=24)
-    assert len(iio.imread(tmp_path / "whole.mp4")) == 3
-    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", lambda path: (1, 0.04))  # ffmpeg stopped after one
-    with pytest.raises(UserError, match=r"cut\.mp4: ffmpeg wrote 1 of 3 frames; check free space"):
-        io.write_video(tmp_path / "cut.mp4", frames, fps=24)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["whole.mp4"]
+    fake_ffmpeg(monkeypatch, 'cat > /dev/null; printf "\\000\\000\\000\\040ftypisom" > "$1"')  # exit status 0
+    with pytest.raises(UserError, match=r"cut\.mp4: the encoder left an incomplete file .*; check free space"):
+        io.write_video(tmp_path / "cut.mp4", np.zeros((3, 16, 16, 3), np.uint8), fps=24)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------------------- long names

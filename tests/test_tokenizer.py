@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -391,6 +393,30 @@ def test_cache_follows_file_content_not_path_or_time(
         if not torch.equal(t, first.vae.encoder.state_dict()[name])
     ]
     assert changed
+
+
+def test_cache_keeps_only_its_most_recently_used_entries(
+    tiny_checkpoints: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = [Path(shutil.copytree(tiny_checkpoints / TOKENIZER, tmp_path / "released"))]
+    for seed in (1, 2):
+        write_tokenizer(tmp_path / f"other_{seed}", torch.Generator().manual_seed(seed))
+        folders.append(tmp_path / f"other_{seed}")
+    reads = _counted_reads(monkeypatch)
+    for folder in (folders[0], folders[1], folders[0]):  # the last load is a hit: it marks the first entry used
+        load_tokenizer(folder, pixel_chunk_duration=9)
+    assert len(reads) == 4
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = cache / "tokenizer" / f".0123.cosmos-tmp-{finished.stdout.strip()}-0123abcd.safetensors"
+    stale.write_bytes(b"half an entry")  # what a conversion killed while writing leaves
+    load_tokenizer(folders[2], pixel_chunk_duration=9)  # a third entry: the least recently used one goes
+    assert len(list((cache / "tokenizer").glob("*.safetensors"))) == convert.CACHE_ENTRIES == 2
+    assert not stale.exists()
+    reads.clear()
+    load_tokenizer(folders[0], pixel_chunk_duration=9)
+    assert reads == [], "the most recently used entry was removed"
+    load_tokenizer(folders[1], pixel_chunk_duration=9)
+    assert len(reads) == 2, "the least recently used entry was kept"
 
 
 def test_diffusers_folder_strict(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""Output writers: uint8 conversion, JPEG/PNG/MP4/EXR files, the 1-frame rule, atomic writes, layout names."""
+"""Output writers: uint8 conversion, JPEG/PNG/MP4/EXR files, the 1-frame rule, atomic and verified writes (a file
+under a final name is complete), the completeness check of resuming, layout names."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from conftest import fixture_family, load_pt
 from cosmos_predict1.diffusion import layout
 from cosmos_predict1.diffusion import writers as io
 from cosmos_predict1.diffusion.frames import read_image
+from cosmos_predict1.diffusion.integrity import is_complete
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.temporary import TEMPORARY_NAME, temporary_path
 
 RNG = np.random.default_rng(0)
 
@@ -139,21 +143,8 @@ def test_failed_image_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.M
     assert (tmp_path / "keep.jpg").read_bytes() == b"old"
 
 
-class FailingVideoWriter:
-    """Stands in for imageio's ffmpeg writer: creates the file, then fails on the first frame."""
-
-    def __init__(self, path: Path, *args: object, **kwargs: object) -> None:
-        Path(path).write_bytes(b"partial")
-
-    def append_data(self, frame: object) -> None:
-        raise RuntimeError("encoder failed")
-
-    def close(self) -> None:
-        pass
-
-
 def test_failed_video_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(io.imageio_v2, "get_writer", FailingVideoWriter)
+    monkeypatch.setattr(io, "_start_ffmpeg", failing_after_partial_write)
     with pytest.raises(RuntimeError, match="encoder failed"):
         io.write_clip(tmp_path / "clip.mp4", random_frames(3, 4, 4, 3), fps=24)
     assert listing(tmp_path) == []
@@ -167,3 +158,64 @@ def test_unwritable_output_folder_is_a_user_error(tmp_path: Path, monkeypatch: p
     with pytest.raises(UserError, match=f"{tmp_path / 'out'} is not writable"):
         io.write_video(tmp_path / "out" / "a.mp4", random_frames(2, 4, 4, 3), fps=24)
     assert os.listdir(tmp_path / "out") == []
+
+
+# --- verified writes -------------------------------------------------------------------------------------------
+
+
+WRITE_EACH_FORMAT = {  # a file of every format the writers write
+    "a.jpg": lambda path: io.write_image(path, random_frames(32, 48, 3)),
+    "a.png": lambda path: io.write_image(path, random_frames(32, 48, 3)),
+    "b.png": lambda path: io.write_png16(path, random_frames(32, 48, 3).astype(np.uint16) * 257),
+    "a.exr": lambda path: io.write_exr(path, RNG.uniform(0, 4, (40, 24, 3)).astype(np.float32)),
+    "a.mp4": lambda path: io.write_video(path, random_frames(3, 32, 48, 3), fps=24),
+}
+
+
+def test_complete_files_are_recognised_and_cut_ones_are_not(tmp_path: Path) -> None:
+    for name, write in WRITE_EACH_FORMAT.items():
+        path = tmp_path / "whole" / name
+        write(path)
+        assert is_complete(path), path
+        data = path.read_bytes()
+        for length in sorted({0, 2, 12, len(data) // 3, len(data) // 2, len(data) - 1, min(4096, len(data) - 1)}):
+            cut = tmp_path / "cut" / f"{length}{path.suffix}"
+            cut.parent.mkdir(exist_ok=True)
+            cut.write_bytes(data[:length])
+            assert not is_complete(cut), f"{name} cut at {length} of {len(data)} bytes"
+        link = tmp_path / f"link{path.suffix}"
+        link.symlink_to(path)
+        assert not is_complete(link), "a link is rewritten, never trusted"
+        link.unlink()
+    assert not is_complete(tmp_path / "missing.jpg") and not is_complete(tmp_path / "whole")
+
+
+@pytest.mark.parametrize(
+    "code, words", [(errno.ENOSPC, "the disk is full"), (errno.EDQUOT, "the disk quota is exceeded")]
+)
+def test_a_failure_at_the_end_of_a_write_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    """A filesystem that takes the data but fails when it is flushed to disk (fsync), as a full disk can: every
+    writer reports one line naming the file, and nothing is left under a final or a temporary name."""
+
+    def failing_fsync(descriptor: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(io.os, "fsync", failing_fsync)
+    for name, write in WRITE_EACH_FORMAT.items():
+        with pytest.raises(UserError) as caught:
+            write(tmp_path / name)
+        message = str(caught.value)
+        assert message.startswith(f"Cannot write {tmp_path / name}: {words} (") and "\n" not in message
+        assert message.endswith("check free space and permissions, or choose another --video_save_folder.")
+        assert listing(tmp_path) == []
+
+
+def test_temporary_names_are_marked_fresh_and_beside_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "clip.depth.mp4"
+    first, second = temporary_path(target), temporary_path(target)
+    assert first != second and first.parent == second.parent == tmp_path
+    match = TEMPORARY_NAME.fullmatch(first.name)
+    assert match and (match["stem"], match["pid"], match["suffix"]) == ("clip.depth", str(os.getpid()), ".mp4")
+    assert len(first.name.encode()) - len(target.name.encode()) <= layout.TEMPORARY_RESERVE

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from cosmos_predict1.arguments import Parser, str2bool
-from cosmos_predict1.boundary import failure, report
+from cosmos_predict1.boundary import failure, report, signals_interrupt
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import TOKENIZER
 
@@ -213,7 +213,23 @@ def frame_options(args: argparse.Namespace) -> FrameOptions:
 
 
 def output_options(args: argparse.Namespace) -> OutputOptions:
-    """The output settings both scripts have; ``--stitch_chunks`` needs the per-frame files it reads back."""
+    """The output settings both scripts have; ``--stitch_chunks`` needs the per-frame files it reads back.
+
+    The output folder must have a name (an empty one would mean the current folder) and lie outside
+    ``--dataset_path`` (a later run would read the outputs as inputs).
+    """
+    folder = Path(args.video_save_folder)
+    if not args.video_save_folder.strip():
+        raise UserError(
+            "--video_save_folder is empty: give the folder for the outputs, say outputs/ (an empty name would "
+            "write into the current folder)."
+        )
+    dataset = Path(args.dataset_path).resolve()
+    if folder.resolve() == dataset or dataset in folder.resolve().parents:
+        raise UserError(
+            f"--video_save_folder {folder} is inside --dataset_path {args.dataset_path}: a later run would read the "
+            "outputs as inputs; choose an output folder outside the dataset."
+        )
     if args.stitch_chunks and not args.save_image:
         raise UserError("--stitch_chunks builds the clip videos from the per-frame files: keep --save_image=True.")
     frames = args.num_video_frames
@@ -228,7 +244,7 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
             f"--num_video_frames {frames})."
         )
     return OutputOptions(
-        folder=Path(args.video_save_folder),
+        folder=folder,
         fps=args.fps,
         seed=args.seed,
         save_image=args.save_image,
@@ -244,7 +260,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     line on stderr; returns the exit code.
 
     0 = done; 1 = an internal error (a bug; --debug shows the traceback); 2 = a problem the user can fix (the message
-    says how); 130 = interrupted (rerun to resume): ``cosmos_predict1.boundary``'s mapping, which the helper scripts
+    says how); 130 = interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (rerun to resume; the last two end like
+    Ctrl-C: ``boundary.signals_interrupt``): ``cosmos_predict1.boundary``'s mapping, which the helper scripts
     share. Before the run, the output folder is checked and temporary files of killed earlier runs are removed from
     it; the run's one-line summary is printed at the end.
 
@@ -258,17 +275,18 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, start: Call
     run_start = timing.start_run()
     try:
         pixel_limit.replace_pillow_guard()  # this process's decoders all check the declared size first
-        job = start(args)
-        from . import run_loop, writers  # the run's libraries, once the arguments are known to be good
+        with signals_interrupt():
+            job = start(args)
+            from . import run_loop, writers  # the run's libraries, once the arguments are known to be good
 
-        timing.add("start-up", time.perf_counter() - run_start)
+            timing.add("start-up", time.perf_counter() - run_start)
 
-        place = distributed.setup(args.device, args.context_parallel_size)
-        removed = writers.prepare_output_folder(job.output.folder)
-        if removed:
-            log.info("Removed %d temporary file(s) left in %s by an interrupted run", removed, job.output.folder)
-        distributed.barrier()  # no rank writes before every rank has cleared old temporary files
-        summaries = distributed.writer_summaries(run_loop.run(job))
+            place = distributed.setup(args.device, args.context_parallel_size)
+            removed = writers.prepare_output_folder(job.output.folder)
+            if removed:
+                log.info("Removed %d temporary file(s) left in %s by an interrupted run", removed, job.output.folder)
+            distributed.barrier()  # no rank writes before every rank has cleared old temporary files
+            summaries = distributed.writer_summaries(run_loop.run(job))
     except (Exception, KeyboardInterrupt) as err:  # one line each (see cosmos_predict1.boundary)
         return report(*failure(err, interrupted=INTERRUPTED), args.debug)
     distributed.teardown()

@@ -34,11 +34,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.temporary import EXTRA_BYTES
 
 FLOAT_PASSES = ("normal", "depth")  # passes written as float EXR by --output_format exr
 NAME_MAX = 255  # bytes per name component on most filesystems (the limit used when the filesystem does not say)
 PATH_MAX = 4096  # bytes per path on Linux (likewise)
-TEMPORARY_RESERVE = 16  # writers.temporary_path adds "." and ".tmp-<pid>" (a pid of up to 10 digits)
+TEMPORARY_RESERVE = EXTRA_BYTES  # what the writers' temporary name adds (cosmos_predict1.temporary): 32 bytes
 ENDING_RESERVE = 32  # the longest fixed file ending, e.g. ".specular_albedo.mp4" (20 bytes)
 RESERVED = TEMPORARY_RESERVE + ENDING_RESERVE
 HASH_DIGITS = 16

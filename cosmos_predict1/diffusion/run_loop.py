@@ -7,9 +7,10 @@ item's inputs are read, rendered and written, and what is built from several ite
 - **Before loading**, every check that reads no weights (``Job.loading_plan``: files, config, device), so that
   nothing expensive (HDRI conversion, frame decoding, model loading) runs before a problem is reported; then one
   line each for the device, the models, compiling and the work found, and any doubt about the inputs.
-- **Resume.** An item whose files all exist is skipped (``overwrite`` redoes it). An unfinished item is redone
-  whole: outputs are sampled in batches, and which outputs share a batch can change the floating-point result, so
-  only the same batches make a resumed run's files byte-identical to an uninterrupted run's.
+- **Resume.** An item whose files all exist and are complete (``integrity.is_complete``: a truncated file is
+  not) is skipped (``overwrite`` redoes it). An unfinished item is redone whole: outputs are sampled in batches,
+  and which outputs share a batch can change the floating-point result, so only the same batches make a resumed
+  run's files byte-identical to an uninterrupted run's.
 - **Sharing** under torchrun: the pending outputs are cut where the renderer's batches end and split into one
   contiguous run per rank (``distributed.shard``); ``keep_items_whole`` keeps each item on one rank.
 - **Overlap.** While the GPU samples item i, a reader thread loads item i + 1's frames and writer threads encode and
@@ -26,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import distributed, timing
+from . import distributed, integrity, timing
 from .options import OutputOptions
 from .progress import Progress, counted
 
@@ -70,7 +71,7 @@ class Job(ABC, Generic[Item, Output]):
 
     @abstractmethod
     def output_files(self, item: Item, output: Output) -> list[Path]:
-        """The files one output of an item writes (all must exist for it to count as done)."""
+        """The files one output of an item writes (all must be complete for it to count as done)."""
 
     def item_files(self, item: Item) -> list[Path]:
         """Files an item writes once for all its outputs (e.g. its contact sheet)."""
@@ -112,13 +113,19 @@ def files_of(job: Job, item: Any, outputs: Sequence) -> list[Path]:
 
 
 def pending_work(job: Job, overwrite: bool) -> tuple[list, list]:
-    """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs)."""
+    """(all work, the items with an output not done yet — every item with ``overwrite`` — with all their outputs).
+
+    ``UserError`` first if a folder on the way to an output is a link (``integrity.check_inside``).
+    """
     work = job.work()
-
-    def done(item: Any, outputs: Sequence) -> bool:
-        return all(path.is_file() for path in files_of(job, item, outputs))
-
-    return work, [(item, list(outputs)) for item, outputs in work if overwrite or not done(item, outputs)]
+    files = [files_of(job, item, outputs) for item, outputs in work]
+    integrity.check_inside(job.output.folder, (path for paths in files for path in paths))
+    todo = [
+        (item, list(outputs))
+        for (item, outputs), paths in zip(work, files)
+        if overwrite or not all(integrity.is_complete(path) for path in paths)
+    ]
+    return work, todo
 
 
 def announce(job: Job, work: list, todo: list, plan: list[str]) -> None:

@@ -1,41 +1,50 @@
 """Writing outputs: decoded videos → pixel arrays, and atomic writers for JPEG, 16-bit PNG, EXR and MP4.
 
-Every writer first writes ``.<stem>.tmp-<pid><suffix>`` next to the target and renames it over the target only once
-it is complete, so an interrupted run never leaves a truncated file under a final name (resuming can trust that an
-existing output is whole). Parent folders are created as needed. ``prepare_output_folder`` removes the temporary
-files of killed runs (only names of this pattern whose process is gone) and checks the folder before a run.
+Every writer writes a temporary file beside the target (``cosmos_predict1.temporary``: a marked name only this
+program writes), checks that the encoder finished, flushes the file to disk (fsync), checks that it is complete
+(``integrity.is_complete``) and only then renames it over the target. A file under a final name is therefore
+complete by construction, and resuming can trust it. Parent folders are created as needed.
+``prepare_output_folder`` checks the folder before a run and removes the temporary files of killed runs.
 
-A write that fails for a reason the user can fix is one ``UserError`` line, "Cannot write <file>: <reason>; <fix>",
-and its temporary file is removed: the ``OSError``s of ``USER_WRITE_ERRORS`` (a full disk, a quota, permissions, a
-name too long), and the encoders' own failures (``EncoderError``): OpenEXR's exceptions, and ffmpeg exiting before
-the video is complete (its broken pipe, or its exit status). JPEG, PNG and 16-bit PNG are encoded in memory and then
-written, so their failures are plain ``OSError``s.
+Any failed write removes its temporary file. A failure the user can fix is one ``UserError`` line, "Cannot write
+<file>: <reason>; <fix>": the ``OSError``s of ``USER_WRITE_ERRORS`` (a full disk or quota, said in words,
+permissions, a name too long; at a write, at close or at fsync), and the encoders' own failures
+(``EncoderError``): OpenEXR's exceptions, ffmpeg exiting early or with a failed status (its own error line, read
+from its captured messages), or a file that is incomplete although the encoder reported nothing. JPEG, PNG and
+16-bit PNG are encoded in memory and then written, so their failures are plain ``OSError``s.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import cv2
-import imageio.v2 as imageio_v2
 import imageio.v3 as iio
 import numpy as np
 import torch
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.temporary import remove_stale, temporary_path
 
+from .integrity import is_complete
 from .layout import NAME_FIX, gbuffer_frame_suffix
 
+log = logging.getLogger("cosmos_predict1")
+
 JPEG_QUALITY = 85
-VIDEO_QUALITY = 5  # imageio's 0–10 scale; libx264 gets -crf int((1 − 5/10)·51) = 25
+# The original's imageio quality 5 (of 0–10): libx264 gets -crf int((1 − 5/10)·51), other encoders -qscale:v.
+VIDEO_QUALITY = {"libx264": ["-crf", "25"]}
+VIDEO_QUALITY_OTHER = ["-qscale:v", "16"]
 EXR_CHANNELS = {1: "Y", 3: "RGB", 4: "RGBA"}
-TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\.[^.]+)?")  # see temporary_path
 # Write failures the user can fix (full disk, quota, file size limit, permissions, read-only or clashing paths, names
 # too long): one-line errors.
 USER_WRITE_ERRORS = {
@@ -50,6 +59,8 @@ USER_WRITE_ERRORS = {
     errno.ENAMETOOLONG,
 }
 WRITE_FIX = "check free space and permissions, or choose another --video_save_folder"
+IN_WORDS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+FFMPEG_CONTEXT = re.compile(r"^\[[^\]]*\]\s*")  # "[out#0/mp4 @ 0x55f6…] " before ffmpeg's messages
 
 
 class EncoderError(Exception):
@@ -102,8 +113,14 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
         raise ValueError(f"write_image writes .jpg or .png, not {path.name}")
     options = {"quality": JPEG_QUALITY} if suffix != ".png" else {}
     frame = _checked(frame, np.uint8)
-    with _atomic(path) as temporary:  # encoded in memory: a failed write is a plain OSError
-        temporary.write_bytes(iio.imwrite("<bytes>", frame, plugin="pillow", extension=suffix, **options))
+    with _atomic(path) as temporary:
+        _write_bytes(temporary, iio.imwrite("<bytes>", frame, plugin="pillow", extension=suffix, **options))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` as a UTF-8 file (reports)."""
+    with _atomic(Path(path)) as temporary:
+        _write_bytes(temporary, text.encode("utf-8"))
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
@@ -118,86 +135,102 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
 def video_writer(path: str | os.PathLike, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """Stream uint8 ``[H, W, 3]`` frames into an MP4 written atomically, with the original's settings.
 
-    imageio's ffmpeg writer: quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing
-    to macro blocks, ffmpeg log level "warning", encoder = imageio-ffmpeg's first available H.264 encoder.
-    ``EncoderError`` (a ``UserError`` line from ``_atomic``) when ffmpeg stops early: a broken pipe while frames are
-    sent, or a failed exit (a full disk, say), which imageio does not report itself.
+    The ffmpeg command of the original's imageio writer (same bytes): imageio-ffmpeg's ffmpeg and first available
+    H.264 encoder, quality 5 (libx264: crf 25), yuv420p (an odd last row/column is dropped), no resizing to macro
+    blocks, log level "warning". ffmpeg's messages are captured: ``EncoderError`` with ffmpeg's own error line when
+    it stops early (a broken pipe while frames are sent) or exits with a failed status (say "Error writing
+    trailer: No space left on device"); the warnings of a successful run are logged.
     """
-    with _atomic(Path(path)) as temporary:
-        writer = None
-        process: subprocess.Popen | None = None
-        appended = 0
+    with _atomic(Path(path)) as temporary, tempfile.TemporaryFile() as messages:
+        encoder: subprocess.Popen | None = None
+        height = width = 0
         try:
 
             def append(frame: np.ndarray) -> None:
-                nonlocal writer, process, appended
+                nonlocal encoder, height, width
                 frame = _checked(frame, np.uint8)
-                height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
-                if writer is None:
+                if encoder is None:
+                    height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
                     if not height or not width:
                         raise UserError(
                             f"{path}: {frame.shape[0]}×{frame.shape[1]} frames are too small for an H.264 video "
                             "(at least 2×2); use larger inputs or --output_size model."
                         )
-                    writer = imageio_v2.get_writer(
-                        temporary,
-                        format="FFMPEG",
-                        fps=fps,
-                        quality=VIDEO_QUALITY,
-                        macro_block_size=1,
-                        ffmpeg_log_level="warning",
-                        ffmpeg_params=["-s", f"{width}x{height}"],
-                        output_params=["-f", "mp4"],
-                    )
+                    encoder = _start_ffmpeg(temporary, width, height, fps, messages)
                 try:
-                    writer.append_data(np.ascontiguousarray(frame[:height, :width]))
-                except OSError as err:  # imageio-ffmpeg: "[Errno 32] Broken pipe" + ffmpeg's command line
-                    raise EncoderError(f"ffmpeg stopped early ({_first_line(err)})") from err
-                process = process or _ffmpeg_process(writer)
-                appended += 1
+                    encoder.stdin.write(np.ascontiguousarray(frame[:height, :width]))
+                except BrokenPipeError as err:
+                    encoder.wait()
+                    raise EncoderError(f"ffmpeg stopped early: {_ffmpeg_error(messages, encoder)}") from err
 
             yield append
+            if encoder is None:
+                raise ValueError(f"{path}: a video needs at least one frame")
+            with suppress(BrokenPipeError):  # ffmpeg has exited already: its status says why
+                encoder.stdin.close()
+            if encoder.wait() != 0:
+                raise EncoderError(f"ffmpeg failed: {_ffmpeg_error(messages, encoder)}")
+            for line in _ffmpeg_messages(messages):
+                log.warning("ffmpeg, writing %s: %s", Path(path).name, line)
         finally:
-            if writer is not None:
-                writer.close()
-        if writer is not None:
-            _check_video(temporary, process, appended)
+            if encoder is not None and encoder.poll() is None:  # interrupted, or an exception in the caller's block
+                encoder.kill()
+                encoder.wait()
+            if encoder is not None:
+                with suppress(OSError):
+                    encoder.stdin.close()
 
 
-def _ffmpeg_process(writer: object) -> subprocess.Popen | None:
-    """The ffmpeg process behind an imageio ffmpeg writer (imageio 2 and imageio-ffmpeg internals), or None where
-    they differ; read while the writer is open, to learn ffmpeg's exit status after closing it."""
-    generator = getattr(writer, "_write_gen", None)
-    frame = getattr(generator, "gi_frame", None)
-    process = frame.f_locals.get("p") if frame is not None else None
-    return process if isinstance(process, subprocess.Popen) else None
-
-
-def _check_video(path: Path, process: subprocess.Popen | None, frames: int) -> None:
-    """``EncoderError`` unless ffmpeg wrote the whole video: its exit status where known, else the frames in the file
-    (ffmpeg that fails, on a full disk say, leaves a truncated file and imageio says nothing)."""
-    if process is not None:
-        if process.returncode != 0:
-            raise EncoderError(f"ffmpeg failed (exit status {process.returncode})")
-        return
+def _start_ffmpeg(path: Path, width: int, height: int, fps: int, messages: IO[bytes]) -> subprocess.Popen:
+    """ffmpeg encoding raw RGB frames ``width`` × ``height`` from its stdin into the MP4 ``path``; its messages go
+    to ``messages``. It runs in its own session, so a Ctrl-C or hang-up meant for the run does not cut the file."""
     import imageio_ffmpeg
 
+    codec = _h264_encoder()
+    size = f"{width}x{height}"
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        *("-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", size, "-pix_fmt", "rgb24", "-r", str(fps)),
+        *("-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *VIDEO_QUALITY.get(codec, VIDEO_QUALITY_OTHER)),
+        *("-v", "warning", "-f", "mp4", "-s", size, str(path)),
+    ]
+    return subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=messages, start_new_session=True
+    )
+
+
+def _h264_encoder() -> str:
+    """The encoder imageio's writer picks: imageio-ffmpeg's first H.264 encoder that works (cached by it)."""
     try:
-        written = imageio_ffmpeg.count_frames_and_secs(str(path))[0]
-    except (OSError, RuntimeError) as err:
-        raise EncoderError(f"ffmpeg wrote an unreadable video ({_first_line(err)})") from err
-    if written != frames:
-        raise EncoderError(f"ffmpeg wrote {written} of {frames} frames")
+        from imageio_ffmpeg._io import get_first_available_h264_encoder
+    except ImportError:  # moved in a later imageio-ffmpeg: its bundled ffmpeg has libx264
+        return "libx264"
+    return get_first_available_h264_encoder()
+
+
+def _ffmpeg_messages(messages: IO[bytes]) -> list[str]:
+    """ffmpeg's non-empty message lines so far, without their "[component @ address]" prefixes."""
+    messages.seek(0)
+    lines = messages.read().decode("utf-8", "replace").splitlines()
+    return [FFMPEG_CONTEXT.sub("", line).strip() for line in lines if line.strip()]
+
+
+def _ffmpeg_error(messages: IO[bytes], encoder: subprocess.Popen) -> str:
+    """The first of ffmpeg's messages that reports an error, else its last message, else its exit status."""
+    lines = _ffmpeg_messages(messages)
+    errors = [line for line in lines if "error" in line.lower() or "invalid" in line.lower()]
+    line = errors[0] if errors else lines[-1] if lines else f"exit status {encoder.returncode}"
+    return line.rstrip(".")
 
 
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
     """uint16 ``[H, W, 3]`` RGB → 16-bit PNG."""
     bgr = np.ascontiguousarray(_checked(image, np.uint16)[..., ::-1])
     with _atomic(Path(path)) as temporary:
-        encoded, data = cv2.imencode(".png", bgr)  # the bytes cv2.imwrite writes; a failed write is a plain OSError
+        encoded, data = cv2.imencode(".png", bgr)  # the bytes cv2.imwrite writes
         if not encoded:
             raise EncoderError("OpenCV could not encode it as a 16-bit PNG")
-        temporary.write_bytes(data.tobytes())
+        _write_bytes(temporary, data.tobytes())
 
 
 def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -246,7 +279,8 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path`` and renames it to ``path`` after the block; removes it on failure.
+    """Yields a temporary path beside ``path``; after the block, flushes it to disk, checks that it is complete and
+    renames it to ``path``; removes it on any failure.
 
     Failures the user can fix (``USER_WRITE_ERRORS``, ``EncoderError``) become one ``UserError`` line naming ``path``.
     """
@@ -261,6 +295,9 @@ def _atomic(path: Path) -> Iterator[Path]:
     temporary = temporary_path(path)
     try:
         yield temporary
+        _flush_to_disk(temporary)
+        if not is_complete(temporary):
+            raise EncoderError("the encoder left an incomplete file without reporting an error")
         os.replace(temporary, path)
     except BaseException as error:
         message = _write_failure(path, error)  # before removing the temporary file: it may be what filled the disk
@@ -270,12 +307,32 @@ def _atomic(path: Path) -> Iterator[Path]:
         raise
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Create ``path`` (never an existing file or link) holding ``data``; errors of the write and of closing raise."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with open(descriptor, "wb") as stream:
+        stream.write(data)
+
+
+def _flush_to_disk(path: Path) -> None:
+    """fsync ``path``: its data is on the disk (or the error, a full disk say, raises) before it is renamed."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):  # a filesystem without fsync: nothing to flush
+            raise
+    finally:
+        os.close(descriptor)
+
+
 def _write_failure(path: Path, error: BaseException) -> str | None:
     """The one line for a failed write of ``path`` that the user can fix, or None (a bug: raised as it is)."""
     if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
         return f"Cannot write {path}: {error.strerror} ({len(path.name.encode())}-byte name); {NAME_FIX}."
     if isinstance(error, OSError) and error.errno in USER_WRITE_ERRORS:
-        return f"Cannot write {path}: {error.strerror}; {WRITE_FIX}."
+        reason = f"{IN_WORDS[error.errno]} ({error.strerror})" if error.errno in IN_WORDS else error.strerror
+        return f"Cannot write {path}: {reason}; {WRITE_FIX}."
     if isinstance(error, EncoderError):
         full = " (the disk is full)" if _disk_full(path.parent) else ""
         return f"Cannot write {path}: {error}{full}; {WRITE_FIX}."
@@ -296,16 +353,11 @@ def _first_line(err: BaseException) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
-def temporary_path(path: Path) -> Path:
-    """``.<stem>.tmp-<pid><suffix>`` beside ``path``: where this process writes ``path`` before renaming it."""
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
 def prepare_output_folder(folder: str | os.PathLike) -> int:
     """Check early that ``folder`` can be created and written, then remove killed runs' temporary files from it.
 
     ``UserError`` if the nearest existing folder on its path is a file or not writable. Returns the number of
-    temporary files removed (see ``remove_stale_temporaries``).
+    temporary files removed (``cosmos_predict1.temporary.remove_stale``).
     """
     folder = Path(folder)
     existing = next(path for path in (folder, *folder.parents) if path.exists())
@@ -316,38 +368,7 @@ def prepare_output_folder(folder: str | os.PathLike) -> int:
             f"Output folder {folder} is not writable ({existing}); fix its permissions or choose another "
             "--video_save_folder."
         )
-    return remove_stale_temporaries(folder) if folder.is_dir() else 0
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete the temporary files (``temporary_path`` names) that killed runs left anywhere under ``folder``.
-
-    Only files whose process id no longer runs on this machine are removed, so files that a concurrent run is still
-    writing stay. Other hidden files are never touched; on systems without POSIX signals nothing is removed.
-    Returns the number of files removed.
-    """
-    if os.name != "posix":
-        return 0
-    removed = 0
-    for root, _, names in os.walk(folder):
-        for name in names:
-            match = TEMPORARY_NAME.fullmatch(name)
-            if match and not _process_running(int(match["pid"])):
-                with suppress(OSError):
-                    Path(root, name).unlink()
-                    removed += 1
-    return removed
-
-
-def _process_running(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or not a valid process id at all
-        return False
-    except PermissionError:  # it exists, owned by another user
-        return True
-    return True
+    return remove_stale(folder) if folder.is_dir() else 0
 
 
 def _checked(array: np.ndarray, dtype: type, leading_axes: int = 0) -> np.ndarray:

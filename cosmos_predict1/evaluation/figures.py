@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cosmos_predict1.diffusion.writers import write_image
+
 from .frames import Frames, resize
 from .ground_truth import MASK, RELIT_FOLDER, find_frames, find_input, ground_truth_clips
 from .predictions import INVERSE, forward_chunks, inverse_chunks
@@ -38,8 +40,7 @@ def write_figures(comparison: dict, folder: Path) -> list[Path]:
         keys = list(dict.fromkeys(key for run in runs for key in run["clips"].get(clip, {})))
         figure = _clip_figure(comparison["kind"], runs, clip, ground_truth[clip], keys)
         path = folder / f"{clip.replace('/', '__')}.png"
-        if not cv2.imwrite(str(path), figure[..., ::-1]):
-            raise OSError(f"could not write {path}")
+        write_image(path, figure)
         written.append(path)
     return written
 

@@ -7,6 +7,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from cosmos_predict1.diffusion.writers import write_text
+
 from .figures import write_figures
 
 FIGURES = "figures"
@@ -55,7 +57,7 @@ def write_reports(comparison: dict, folder: str | Path, figures: bool = True) ->
 
 def write_json(comparison: dict, path: Path) -> Path:
     """The comparison as indented JSON."""
-    path.write_text(json.dumps(comparison, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(comparison, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -80,7 +82,7 @@ def write_markdown(comparison: dict, path: Path, figures: Sequence[Path] = ()) -
     if figures:
         lines += ["## Figures", ""] + [f"![{figure.stem}]({FIGURES}/{figure.name})" for figure in figures] + [""]
     lines += ["## Metrics", "", DEFINITIONS, ""]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 

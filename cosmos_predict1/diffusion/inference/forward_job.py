@@ -22,6 +22,7 @@ from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.envmap import load_camera_rotations
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
+from cosmos_predict1.diffusion.integrity import is_complete
 from cosmos_predict1.diffusion.options import ForwardRunOptions, Lighting
 from cosmos_predict1.diffusion.pipelines import ForwardPipeline, PreparedClip, load_environments
 from cosmos_predict1.diffusion.progress import counted
@@ -210,7 +211,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
 
     def finish(self, processed: list[data.GBufferClip]) -> int:
         """One continuous relit video per stitched inverse clip and lighting; redone for clips processed now or
-        missing a video."""
+        whose video is missing or incomplete."""
         step = self.options.num_frames - self.output.overlap
         processed_names = {clip.clip_name for clip in processed}
         written = 0
@@ -220,7 +221,7 @@ class ForwardJob(Job[data.GBufferClip, Lighting]):
             redo = self.output.overwrite or any(clip.clip_name in processed_names for _, clip in members)
             for light in self.options.lightings:
                 path = layout.forward_video_path(self.output.folder, self.output_names[parent], light.index, length)
-                if redo or not path.is_file():
+                if redo or not is_complete(path):
                     files = [self.frame_paths(clip.clip_name, light) for _, clip in members]
                     write_stitched_video(path, files, step, length, self.output.fps)
                     log.info("Saved stitched video %s", path)

@@ -21,6 +21,7 @@ from cosmos_predict1.diffusion.assembly import check_model, describe_loading
 from cosmos_predict1.diffusion.compilation import PlannedWork
 from cosmos_predict1.diffusion.contact_sheet import write_contact_sheet
 from cosmos_predict1.diffusion.frames import file_encoding, read_image
+from cosmos_predict1.diffusion.integrity import is_complete
 from cosmos_predict1.diffusion.options import InverseRunOptions
 from cosmos_predict1.diffusion.pipelines import InversePipeline, PreparedClip
 from cosmos_predict1.diffusion.progress import counted
@@ -185,7 +186,8 @@ class InverseJob(Job[data.WorkItem, str]):
         return 1
 
     def finish(self, processed: list[data.WorkItem]) -> int:
-        """One continuous video per stitched clip and pass; redone for clips processed now or missing a video."""
+        """One continuous video per stitched clip and pass; redone for clips processed now or whose video is missing
+        or incomplete."""
         step = self.options.num_frames - self.output.overlap
         processed_clips = {item.clip_name for item in processed}
         written = 0
@@ -193,7 +195,7 @@ class InverseJob(Job[data.WorkItem, str]):
             length = chunks[-1].chunk_index * step + chunks[-1].num_real_frames
             for name in self.options.passes:
                 path = self.video_path(clip, name, length)
-                if clip in processed_clips or self.output.overwrite or not path.is_file():
+                if clip in processed_clips or self.output.overwrite or not is_complete(path):
                     files = [self.frame_paths(chunk, name) for chunk in chunks]
                     signed = (
                         name == "normal" and layout.gbuffer_frame_suffix(self.options.output_format, name) == ".exr"

@@ -6,7 +6,8 @@ Two folder layouts are read:
   ``__setstate__`` code, so it is used only with ``allow_unsafe``. Renaming the tensors takes a while for the
   full-size files, so they are cached as safetensors in the project's cache folder (``cosmos_predict1.cache``),
   keyed by the SHA-256 of both files' content; an entry whose metadata or content digest does not match is
-  rebuilt, never used. The checkpoint folder is never written.
+  rebuilt, never used. Only the ``CACHE_ENTRIES`` most recently used entries are kept (about 230 MB each for the
+  released tokenizer). The checkpoint folder is never written.
 - diffusers: ``config.json`` + ``diffusion_pytorch_model.safetensors``.
 Weights are checked strictly (every name, every shape) before anything is built.
 """
@@ -20,9 +21,9 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,12 @@ from diffusers.models.autoencoders.autoencoder_kl_cosmos import CosmosPatchEmbed
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from cosmos_predict1.cache import private_folder
+from cosmos_predict1.cache import private_folder, prune
 from cosmos_predict1.diffusion.options import DIFFUSERS_TOKENIZER_WEIGHTS
 from cosmos_predict1.errors import UserError
 from cosmos_predict1.release import missing_file, redownload_hint
 from cosmos_predict1.safe_load import ArchiveUnpickler, ScriptObject, refusal
+from cosmos_predict1.temporary import temporary_path
 from cosmos_predict1.weights import check_finite
 
 from .names import (
@@ -52,6 +54,7 @@ from .names import (
 DIFFUSERS_CONFIG = "config.json"
 DIFFUSERS_WEIGHTS = DIFFUSERS_TOKENIZER_WEIGHTS
 _CACHE_FORMAT = "tokenizer-diffusers-v3"  # change when the cached content changes (v3: checked to be finite)
+CACHE_ENTRIES = 2  # converted tokenizers kept in the cache: the most recently used ones
 _HASH_CHUNK_BYTES = 16 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -292,21 +295,21 @@ def _read_cache(path: Path, identity: str) -> dict[str, torch.Tensor] | None:
 
 def _write_cache(path: Path, identity: str, state: Mapping[str, torch.Tensor]) -> None:
     """Write the entry with its identity and content digest as metadata, atomically (temporary file, flushed to
-    disk, then renamed); an unwritable cache only costs the next load time."""
+    disk, then renamed), then prune the cache to its ``CACHE_ENTRIES`` most recently used entries; an unwritable
+    cache only costs the next load time."""
     tensors = {name: t.contiguous() for name, t in state.items()}
     metadata = {"identity": identity, "content": _content_digest(tensors)}
+    temporary = temporary_path(path)
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        os.close(handle)
         try:
             save_file(tensors, temporary, metadata=metadata)
             with open(temporary, "rb") as written:
                 os.fsync(written.fileno())
             os.replace(temporary, path)
         finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-    except OSError as err:
+            temporary.unlink(missing_ok=True)
+        prune(path.parent, path.suffix, CACHE_ENTRIES)
+    except (OSError, SafetensorError) as err:  # safetensors reports a failed write (a full disk) as its own error
         log.warning("not caching the converted tokenizer weights in %s (%s)", path.parent, err)
 
 
@@ -326,6 +329,8 @@ def load_released_weights(folder: Path, allow_unsafe: bool = False) -> dict[str,
     cache, identity = _cache_entry(sources, allow_unsafe)
     cached = _read_cache(cache, identity)
     if cached is not None:
+        with suppress(OSError):
+            os.utime(cache)  # used now: pruning keeps the most recently used entries
         return cached
     released = {path.name: read_jit_state_dict(path, allow_unsafe) for path in sources}
     state = released_to_diffusers(released[ENCODER_FILE] | released[DECODER_FILE])
