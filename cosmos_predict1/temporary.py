@@ -30,7 +30,8 @@ def temporary_path(path: Path) -> Path:
 
 
 def is_stale(path: Path) -> bool:
-    """Whether ``path`` is a temporary file that a process no longer running on this machine left behind."""
+    """Whether ``path`` is a temporary file (or staging folder) that a process no longer running on this machine
+    left behind."""
     match = TEMPORARY_NAME.fullmatch(path.name)
     if match is None or os.name != "posix":  # without POSIX signals a process cannot be looked up
         return False
@@ -38,7 +39,20 @@ def is_stale(path: Path) -> bool:
         info = path.lstat()
     except OSError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not _process_running(int(match["pid"]))
+    ours = (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) and info.st_uid == os.getuid()
+    return ours and not _process_running(int(match["pid"]))
+
+
+def stale_beside(path: Path) -> list[Path]:
+    """The stale temporaries (``is_stale``) of ``path``: those beside it that were meant to become ``path``."""
+
+    def target(name: str) -> str | None:
+        match = TEMPORARY_NAME.fullmatch(name)
+        return None if match is None else match["stem"] + (match["suffix"] or "")
+
+    if not path.parent.is_dir():
+        return []
+    return [other for other in path.parent.iterdir() if target(other.name) == path.name and is_stale(other)]
 
 
 def remove_stale(folder: str | os.PathLike) -> int:

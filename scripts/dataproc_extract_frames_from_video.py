@@ -18,7 +18,7 @@ Differences from the original script:
     stretch, resizes to exactly WIDTHxHEIGHT like the original;
   * .mp4 .mov .avi .mkv .webm files (any letter case) are found, in sorted order; other entries with these endings
     (a named pipe, a socket, a device) are skipped with a warning, never read;
-  * a video's frames are written to a hidden folder .<name>.tmp-<pid> next to its output folder and replace the
+  * a video's frames are written to a hidden staging folder next to its output folder and replace the
     frame_*.jpg of an earlier run (other files there stay) only once the whole video has been read without error;
   * a video that cannot be read completely (corrupt, truncated: ffmpeg reports an error while reading it through)
     is reported in one line and skipped, its output folder (frames of an earlier run included) is left as it was,
@@ -33,7 +33,6 @@ Differences from the original script:
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib.util
 import math
 import os
@@ -56,6 +55,7 @@ from cosmos_predict1.boundary import guard
 from cosmos_predict1.diffusion.layout import unique_names
 from cosmos_predict1.diffusion.pixel_limit import check_frame_size
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.temporary import stale_beside, temporary_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 FRAME_SELECTIONS = ("timestamp", "original")
@@ -277,10 +277,10 @@ def extract_frames(
 ) -> int:
     """Write the frames of ``video`` to ``output_dir``/frame_<nnnnn>.jpg and return how many were written.
 
-    The frames go to the hidden folder ``.<name>.tmp-<pid>`` beside ``output_dir`` first (such folders of earlier,
-    killed runs are removed) and replace the frames of an earlier run only once the whole video has been read. On
-    any failure (``VideoReadError``, a ``UserError`` for a frame that cannot be resized, an ``OSError``, Ctrl-C) the
-    temporary folder is removed and ``output_dir`` is left as it was.
+    The frames go to a hidden staging folder beside ``output_dir`` first (``cosmos_predict1.temporary``; those of
+    earlier, killed runs are removed) and replace the frames of an earlier run only once the whole video has been
+    read. On any failure (``VideoReadError``, a ``UserError`` for a frame that cannot be resized, an ``OSError``,
+    Ctrl-C) the temporary folder is removed and ``output_dir`` is left as it was.
     """
     check_readable(video)
     source_fps, frames = decoded_frames(video)
@@ -288,9 +288,9 @@ def extract_frames(
         print(
             f"Note: {video} has {source_fps:g} fps, fewer than --frame_rate {frame_rate:g}: every frame is kept once."
         )
-    for stale in output_dir.parent.glob(f".{glob.escape(output_dir.name)}.tmp-*"):
+    for stale in stale_beside(output_dir):
         shutil.rmtree(stale, ignore_errors=True)
-    staging = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    staging = temporary_path(output_dir)
     saved = 0
     try:
         staging.mkdir(parents=True)

@@ -19,6 +19,8 @@ from cosmos_predict1.diffusion import layout
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
 from cosmos_predict1.diffusion.inference import inference_inverse_renderer as inverse
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.evaluation.frames import Frames
+from cosmos_predict1.evaluation.predictions import forward_chunks
 
 
 def suffixed(name: str, source: str) -> str:
@@ -112,6 +114,8 @@ def test_forward_clips_that_flatten_alike_keep_their_own_outputs(tiny_checkpoint
     )
     assert f"{len(files)} files written" in run.output
     assert difference(out / f"{nested}.relit_0000.jpg", out / f"{flat}.relit_0000.jpg") > 2  # two clips, two images
+    for clip, name in [("a/b/clip", nested), ("a__b/clip", flat)]:  # the evaluation finds each clip's own output
+        assert forward_chunks(out, clip, 0) == {0: Frames(files={0: out / f"{name}.relit_0000.jpg"})}
 
 
 def difference(first: Path, second: Path) -> float:

@@ -160,6 +160,22 @@ def test_videos_that_differ_only_in_the_ending_get_a_folder_each(grey_video: Pat
     )  # the same folders again
 
 
+def test_only_staging_folders_of_finished_processes_are_removed(grey_video: Path, tmp_path: Path) -> None:
+    """A killed run's staging folder goes; a user's folder that merely looks like one, and a live run's, stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".clip.cosmos-tmp-{dead.stdout.strip()}-0123abcd"
+    live = out / f".clip.cosmos-tmp-{os.getpid()}-89abcdef"
+    users = [out / ".clip.tmp-123", out / f".other.cosmos-tmp-{dead.stdout.strip()}-0123abcd"]
+    for folder in [stale, live, *users]:
+        folder.mkdir()
+        (folder / "frame_00000.jpg").write_bytes(b"kept?")
+    assert extract.main(["--input_folder", str(grey_video), "--output_folder", str(out)]) == 0
+    assert not stale.exists() and live.is_dir() and all(folder.is_dir() for folder in users)
+    assert len(list((out / "clip").glob("frame_*.jpg"))) == 60
+
+
 def test_a_truncated_video_keeps_the_frames_of_an_earlier_run(grey_video: Path, tmp_path: Path, capsys) -> None:
     videos, out = tmp_path / "videos", tmp_path / "out"
     videos.mkdir()

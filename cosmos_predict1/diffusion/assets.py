@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_predict1.errors import UserError
+from cosmos_predict1.temporary import temporary_path
 
 HDRI_FOLDER = "asset/examples/hdri_examples"
 # --envlight_ind k selects entry k: the original's four (Poly Haven asset ids + "_2k.hdr").
@@ -140,7 +141,7 @@ def download_verified(remote: RemoteFile, target: Path) -> None:
     removed and ``UserError`` says what went wrong.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary = temporary_path(target)
     digest, size = hashlib.md5(), 0
     try:
         with _open(remote.url) as response, open(temporary, "wb") as out:

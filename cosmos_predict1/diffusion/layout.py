@@ -72,8 +72,7 @@ def unique_names(wanted: Mapping[str, str], what: str, report: Callable[[str], o
     for name, sources in groups.items():
         if len(sources) > 1:
             for source in sources:
-                digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()
-                names[source] = f"{name}~{digest[:DISAMBIGUATION_DIGITS]}"
+                names[source] = disambiguated_name(name, source)
             report(
                 f"The {what} {_listing(sources)} would share the output name {name}; they are written as "
                 f"{_listing([names[source] for source in sources])} instead."
@@ -85,6 +84,13 @@ def unique_names(wanted: Mapping[str, str], what: str, report: Callable[[str], o
                 f"The {what} {owners[name]} and {source} would both be written as {name}; rename one of them."
             )
     return names
+
+
+def disambiguated_name(name: str, source: str) -> str:
+    """``<name>~<first DISAMBIGUATION_DIGITS hex digits of the SHA-256 of source>``: ``source``'s output name where
+    other sources want ``name`` too (see ``unique_names``)."""
+    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{name}~{digest[:DISAMBIGUATION_DIGITS]}"
 
 
 def _listing(items: list[str]) -> str:

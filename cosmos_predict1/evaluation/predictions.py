@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cosmos_predict1.diffusion.layout import disambiguated_name, flat_clip_name
 from cosmos_predict1.errors import UserError
 
 from .frames import IMAGE_SUFFIXES, Frames
@@ -50,15 +51,20 @@ def inverse_chunks(folder: Path, clip: str, pass_name: str) -> dict[int, Frames]
 
 def forward_chunks(folder: Path, clip: str, light: int) -> dict[int, Frames]:
     """Chunk index → the relit frames of ``clip`` under lighting ``light``: per-frame JPEGs where the run saved
-    them, else its clip file (a video, or a JPEG for one frame)."""
+    them, else its clip file (a video, or a JPEG for one frame), under the original's name or, where the run had to
+    tell clips apart, its disambiguated one (``layout.unique_names``)."""
     folder = Path(folder)
     chunks = _chunks(chunk_frame_files(folder / f"relit_frames_{light:04d}" / clip, None))
-    flat = clip.replace("/", "__")
-    pattern = re.compile(rf"{re.escape(flat)}__(?P<chunk>\d{{4}})\.relit_{light:04d}\.(mp4|jpg)")
+    flat = flat_clip_name(clip)
+    pattern = re.compile(rf"{re.escape(flat)}__(?P<chunk>\d{{4}})(?P<tag>~[0-9a-f]+)?\.relit_{light:04d}\.(mp4|jpg)")
     for path in sorted(folder.glob(f"{glob_escape(flat)}__*.relit_{light:04d}.*")):
         match = pattern.fullmatch(path.name)
-        if match and int(match["chunk"]) not in chunks:
-            chunks[int(match["chunk"])] = Frames(video=path) if path.suffix == ".mp4" else Frames(files={0: path})
+        if not match or int(match["chunk"]) in chunks:
+            continue
+        name = f"{flat}__{match['chunk']}"
+        if match["tag"] and f"{name}{match['tag']}" != disambiguated_name(name, f"{clip}/{match['chunk']}"):
+            continue  # another clip's output, renamed apart from this one's
+        chunks[int(match["chunk"])] = Frames(video=path) if path.suffix == ".mp4" else Frames(files={0: path})
     return dict(sorted(chunks.items()))
 
 
