@@ -103,10 +103,11 @@ def redownload_hint(path: str | Path) -> str:
 
 
 def missing_files(paths: list[Path]) -> UserError:
-    """The one-line error for released files or model folders that are not there: the first one named, and the
-    downloads of just the models they belong to."""
-    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
-    return UserError(f"{paths[0]}{more}: missing; {_downloads(paths)}")
+    """The one-line error for released files or model folders that are not there: each named (up to three), and
+    the downloads of just the models they belong to."""
+    named = [str(path) for path in paths[:3]] + ([f"{len(paths) - 3} more"] if len(paths) > 3 else [])
+    listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    return UserError(f"{listed}: missing; {_downloads(paths)}")
 
 
 def missing_file(path: str | Path) -> UserError:

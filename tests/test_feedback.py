@@ -321,7 +321,8 @@ def test_missing_checkpoint_folder_names_each_model_to_download(tmp_path: Path, 
     args = ["--dataset_path", str(tmp_path / "in"), "--num_video_frames", "1"]
     assert cli(inverse, tmp_path / "nowhere", *args) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"error: {tmp_path / 'nowhere' / INVERSE_MODEL} (and 1 more): missing;")
+    nowhere = tmp_path / "nowhere"
+    assert line.startswith(f"error: {nowhere / INVERSE_MODEL} and {nowhere / TOKENIZER}: missing;")
     assert "--model inverse && python " in line and line.count("--model") == 2 and "--model tokenizer (" in line
     assert "hf auth login" in line
 
