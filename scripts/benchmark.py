@@ -490,8 +490,14 @@ def cli_record(name: str, wall: float, phases: dict[str, float]) -> Record:
     return Record(name, wall, work or None, note=note)
 
 
-def bench_cli(records: list[Record], workdir: Path, checkpoint_dir: Path | None, device: str) -> None:
-    """The README's commands as subprocesses: cold (empty caches) and warm, on the bundled inputs."""
+CLI_CASES = ("image", "image_warm", "images", "clip", "forward")
+
+
+def bench_cli(
+    records: list[Record], workdir: Path, checkpoint_dir: Path | None, device: str, selected: list[str]
+) -> None:
+    """The README's commands as subprocesses, those ``selected`` (of ``CLI_CASES``): cold (empty caches) and warm,
+    on the bundled inputs."""
     checkpoints = checkpoint_dir or workdir / "checkpoints"
     if checkpoint_dir is None:
         started = time.perf_counter()
@@ -512,26 +518,30 @@ def bench_cli(records: list[Record], workdir: Path, checkpoint_dir: Path | None,
     shutil.rmtree(inputs / "clips" / "video2")  # one clip
     common = ["--checkpoint_dir", str(checkpoints), "--device", device]
     image = ["--num_video_frames", "1", "--group_mode", "webdataset", "--save_video=False"]
-    cases = [
-        ("cli: inverse, 1 image, cold", "inverse", [*image, "--dataset_path", str(inputs / "one_image")], True),
-        ("cli: inverse, 1 image, warm", "inverse", [*image, "--dataset_path", str(inputs / "one_image")], False),
-        ("cli: inverse, 5 images, cold", "inverse", [*image, "--dataset_path", str(images)], True),
-        (
+    one_image = [*image, "--dataset_path", str(inputs / "one_image")]
+    cases = {
+        "image": ("cli: inverse, 1 image, cold", "inverse", one_image, True),
+        "image_warm": ("cli: inverse, 1 image, warm", "inverse", one_image, False),
+        "images": ("cli: inverse, 5 images, cold", "inverse", [*image, "--dataset_path", str(images)], True),
+        "clip": (
             "cli: inverse, 57-frame clip, cold",
             "inverse",
             ["--num_video_frames", "57", "--group_mode", "folder", "--dataset_path", str(inputs / "clips")],
             True,
         ),
-        (
+        "forward": (
             "cli: forward, 1 image × 4 HDRIs, cold",
             "forward",
             ["--num_video_frames", "1", "--envlight_ind", "0", "1", "2", "3", "--use_custom_envmap=True",
-             "--dataset_path", str(outputs / "0" / "gbuffer_frames")],
+             "--dataset_path", str(outputs / "image" / "gbuffer_frames")],
             True,
         ),
-    ]  # fmt: skip
-    for index, (name, script, args, cold) in enumerate(cases):
-        folder = ["--video_save_folder", str(outputs / str(index))]
+    }  # fmt: skip
+    if "forward" in selected and "image" not in selected:
+        selected = ["image", *selected]  # the forward case relights the image case's G-buffers
+    for key in (key for key in cases if key in selected):
+        name, script, args, cold = cases[key]
+        folder = ["--video_save_folder", str(outputs / key)]
         wall, phases = run_command(CLI_SCRIPTS[script], [*common, *args, *folder], cache, cold)
         records.append(cli_record(name, wall, phases))
 
@@ -597,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint_dir", type=Path, default=None, help="cli case: use these checkpoints instead of random 7B ones."
     )
     parser.add_argument("--device", default="cuda", help="cli case: the scripts' --device.")
+    parser.add_argument(
+        "--cli_cases", nargs="+", choices=CLI_CASES, default=list(CLI_CASES), help="cli case: which commands to time."
+    )
     parser.add_argument("--eager_steps", action="store_true", help="steps case: also time the uncompiled step.")
     args = parser.parse_args(argv)
     cpu_cli_check = args.cases == ["cli"] and args.device == "cpu" and args.checkpoint_dir is not None
@@ -627,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "video_inverse": lambda: bench_inverse(records, context, 57),
         "video_forward": lambda: bench_forward(records, context),
         "offload": lambda: bench_inverse(records, context, 57, offload=True),
-        "cli": lambda: bench_cli(records, args.workdir, args.checkpoint_dir, args.device),
+        "cli": lambda: bench_cli(records, args.workdir, args.checkpoint_dir, args.device, args.cli_cases),
     }
     for case in CASES:
         if case in args.cases:
