@@ -242,7 +242,8 @@ def run(job: Job) -> str:
                     for task in job.writes(item, outputs, inputs, result):
                         background.write(task)
                 progress.item_done(job.item_name(item))
-            written = background.written()
+            with timing.phase("last writes"):  # what the run waits for after its last item (in "writing" too)
+                written = background.written()
     finally:
         background.close()
     distributed.barrier()  # outputs built from several items may come from several ranks

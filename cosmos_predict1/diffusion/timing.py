@@ -2,7 +2,9 @@
 writing), summed over the process, for the run's summary line and the benchmarks.
 
 Phases that do GPU work wait for it at their end (``torch.cuda.synchronize``), so their seconds are the work's own;
-the reading and writing threads overlap sampling, so the phases can add up to more than the wall time.
+the reading and writing threads overlap sampling, so the phases can add up to more than the wall time ("writing"
+sums the writer threads). "last writes" is the wait for the writes still running after the last item: the part of
+writing that the run's wall time shows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-PHASES = ("start-up", "loading", "compiling", "sampling", "encoding", "decoding", "reading", "writing")
+PHASES = ("start-up", "loading", "compiling", "sampling", "encoding", "decoding", "reading", "writing", "last writes")
 PROCESS_START = time.perf_counter()  # close enough to the interpreter's start: this module is imported early
 
 _seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
