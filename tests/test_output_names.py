@@ -7,13 +7,14 @@ Both renderers run on tiny checkpoints (CPU); the frame extractor's per-video fo
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from test_cli_inverse import write_images
-from test_reliability import forward_args, inverse_args, run_cli, write_gbuffers
+from test_reliability import PASSES, forward_args, inverse_args, run_cli, write_gbuffers
 
 from cosmos_predict1.diffusion import layout
 from cosmos_predict1.diffusion.inference import inference_forward_renderer as forward
@@ -121,3 +122,26 @@ def test_forward_clips_that_flatten_alike_keep_their_own_outputs(tiny_checkpoint
 def difference(first: Path, second: Path) -> float:
     """Mean absolute difference of two 8-bit images."""
     return float(np.abs(iio.imread(first).astype(np.int16) - iio.imread(second).astype(np.int16)).mean())
+
+
+def test_stitched_forward_videos_of_clips_that_flatten_alike_keep_their_own_names(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    """Two chunks each of a/b and a__b, stitched: one video per clip, each under its own suffixed name; the rerun
+    finds both done."""
+    gbuffers, out = tmp_path / "gbuffer_frames", tmp_path / "out"
+    rng = np.random.default_rng(0)
+    for clip in ["a/b", "a__b"]:
+        (gbuffers / clip).mkdir(parents=True)
+        for chunk, name in itertools.product(range(2), PASSES):  # <clip>/<chunk>.<frame>.<pass>.jpg
+            pixels = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+            iio.imwrite(gbuffers / clip / f"{chunk:04d}.0000.{name}.jpg", pixels)
+    args = forward_args(gbuffers, out, "--stitch_chunks", "true", "--save_image", "true")
+    run = run_cli(forward, tiny_checkpoints, *args)
+    assert run.code == 0, run.output
+    nested, flat = suffixed("a__b", "a/b"), suffixed("a__b", "a__b")
+    videos = sorted(path.name for path in out.glob("*.mp4"))
+    assert videos == sorted([f"{nested}.relit_0000.mp4", f"{flat}.relit_0000.mp4"])
+    assert difference(out / f"{nested}.relit_0000.mp4", out / f"{flat}.relit_0000.mp4") > 2
+    rerun = run_cli(forward, tiny_checkpoints, *args)
+    assert rerun.code == 0 and "Nothing to do" in rerun.output, rerun.output
