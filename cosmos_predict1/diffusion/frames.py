@@ -31,6 +31,7 @@ from PIL import Image
 from cosmos_predict1.errors import UserError
 
 from .fit import Placement, fit_frame, place
+from .integrity import PNG_SIGNATURE
 from .options import MAX_RESIZED_PIXELS, FrameOptions
 from .pixel_limit import check_declared_size
 
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 EXR_GAMMA = 2.2
 FINITE_LIMIT = 65504.0  # ±Inf in float images becomes ±this (the largest half float, as for environment maps)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # How a frame's values encode the model's [−1, 1]: "display" values in [0, 1] (8-bit images, the usual case) map by

@@ -5,7 +5,7 @@ so before the models load.
 A clip of T > 1 frames is doubtful when the files of its first chunk (at most T):
 
 - have different image sizes (the frames of one video share one size; sizes come from the file headers, and files
-  whose header Pillow cannot read, EXR for one, are left out of this check);
+  whose header cannot be read are left out of this check);
 - are not named as a frame sequence: their names (with extension) must be equal once every run of digits is
   replaced by one placeholder, and their numbers must increase from file to file in processing order
   (``frame_0000.jpg``, ``frame_0001.jpg``, …; gaps are fine, ``frame_2.jpg`` after ``frame_10.jpg`` is not);
@@ -20,19 +20,18 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
+from .pixel_limit import declared_sizes
 from .progress import counted
 
 DIGITS = re.compile(r"\d+")
 MIN_REAL_SHARE = 0.5  # a clip whose files fill less than this share of its frames is mostly padding
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header, or None where Pillow cannot read it (EXR, a damaged file)."""
+def image_sizes(path: Path) -> tuple[tuple[int, int], ...] | None:
+    """The (height, width) of each image in the file, from its header (``pixel_limit.declared_sizes``), or None
+    where the header cannot be read (a damaged file, or one over the pixel limit: the run reports those itself)."""
     try:
-        with Image.open(path) as image:
-            return image.size
+        return tuple(declared_sizes(path))
     except Exception:  # noqa: BLE001 (any failure only leaves the file out of the size check)
         return None
 
@@ -56,7 +55,7 @@ def clip_doubts(paths: Sequence[Path], num_frames: int) -> list[str]:
     """Why the files ``paths`` (one clip's first chunk without its padding, in order) may not be one video of
     ``num_frames`` frames; empty when they look like one."""
     doubts = []
-    sizes = {size for size in map(image_size, paths) if size is not None}
+    sizes = {size for size in map(image_sizes, paths) if size is not None}
     if len(sizes) > 1:
         doubts.append(f"its files have {len(sizes)} different sizes")
     if len(paths) > 1 and not is_frame_sequence([path.name for path in paths]):
